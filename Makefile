@@ -1,0 +1,111 @@
+# Loopline. `make help` lists every target.
+#   make demo   the whole loop locally (sets up venv, Docker engine, base image, images)
+#   make test   the full test suite (same set-up)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON       ?= python3
+VENV         ?= .venv
+TFDV_VENV    ?= .venv-tfdv
+VERSION      := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' components/_version.py)
+REVISION     := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+REGISTRY     ?= loopline
+# The base every image builds FROM. `make base-image` pulls it or, where no image
+# registry can be reached, builds an equivalent from Debian packages and uses that.
+BASE_IMAGE   ?= python:3.11-slim-bookworm
+LOCAL_BASE   ?= loopline/base:py3.11-bookworm
+# Extra CA certificates for pip inside image builds (a TLS-intercepting proxy, say).
+EXTRA_CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
+IMAGES       := pipeline tfdv
+PIPELINE_ROOT ?= $(CURDIR)/.build/pipeline_root
+PYTEST_ARGS  ?=
+
+BIN      := $(VENV)/bin
+STAMP    := .build/stamps
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# ---------------------------------------------------------------- environments
+$(STAMP)/venv: images/pipeline/requirements.txt tests/requirements.txt pyproject.toml
+	@mkdir -p $(STAMP)
+	@echo "setup: main env $(VENV) (kfp, pandas, pyarrow, pytest, ruff, moto)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -r images/pipeline/requirements.txt -r tests/requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	@touch $@
+
+$(STAMP)/venv-tfdv: images/tfdv/requirements.txt
+	@mkdir -p $(STAMP)
+	@echo "setup: TFDV env $(TFDV_VENV) (tensorflow-data-validation 1.16.1; ~3 minutes the first time)"
+	@test -x $(TFDV_VENV)/bin/python || $(PYTHON) -m venv $(TFDV_VENV)
+	$(TFDV_VENV)/bin/pip install -q -r images/tfdv/requirements.txt pytest==$$(sed -n 's/^pytest==//p' tests/requirements.txt)
+	@touch $@
+
+.PHONY: setup
+setup: $(STAMP)/venv $(STAMP)/venv-tfdv ## Create the dev virtualenvs (main env; TFDV env) from the locked requirements
+
+.PHONY: lock
+lock: ## Re-resolve the requirement locks from the requirements.in files (slow; needs PyPI)
+	images/lock.sh
+
+# ---------------------------------------------------------------- containers
+.PHONY: engine
+engine: ## Make sure a Docker engine answers (install and start docker.io on Debian as root)
+	@images/engine.sh
+
+.build/base-image: images/base/build.sh
+	@$(MAKE) --no-print-directory engine
+	@mkdir -p .build
+	BASE_IMAGE=$(BASE_IMAGE) LOCAL_BASE=$(LOCAL_BASE) images/base/build.sh .build/base-image
+
+.PHONY: base-image
+base-image: .build/base-image ## Pull python:3.11-slim-bookworm, or build an equivalent with debootstrap where it cannot be pulled
+
+.build/ca/extra.crt: $(EXTRA_CA_BUNDLE)
+	@mkdir -p .build/ca
+	@if [ -n "$(EXTRA_CA_BUNDLE)" ]; then cp "$(EXTRA_CA_BUNDLE)" $@; else : > $@; fi
+
+.PHONY: images
+images: .build/base-image .build/ca/extra.crt ## Build every image under images/ (tags from the package version; cached)
+	@for name in $(IMAGES); do \
+	  tag=$(REGISTRY)/$$name:$(VERSION); \
+	  echo "images: building $$tag FROM $$(cat .build/base-image)"; \
+	  start=$$(date +%s); \
+	  DOCKER_BUILDKIT=0 docker build --network=host -q \
+	    --build-arg BASE_IMAGE=$$(cat .build/base-image) \
+	    --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
+	    -f images/$$name/Dockerfile -t $$tag . >/dev/null; \
+	  echo "images: $$tag ready in $$(( $$(date +%s) - start )) s, $$(docker image inspect -f '{{.Size}}' $$tag | awk '{printf "%.0f MB", $$1/1e6}')"; \
+	done
+
+# ---------------------------------------------------------------- pipelines
+.PHONY: compile
+compile: $(STAMP)/venv ## Compile every component.yaml and pipeline.yaml (REGISTRY=... OUT_DIR=... for your registry)
+	$(BIN)/python -m pipelines.compile $(if $(filter-out loopline,$(REGISTRY)),--registry $(REGISTRY) --out-dir $(or $(OUT_DIR),.build/yaml))
+
+.PHONY: check-compiled
+check-compiled: $(STAMP)/venv ## Fail if a committed YAML differs from what the code compiles to
+	$(BIN)/python -m pipelines.compile --check
+
+.PHONY: lint
+lint: $(STAMP)/venv ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# ---------------------------------------------------------------- the two commands
+.PHONY: test
+test: setup images ## Run every test: unit, kfp.local SubprocessRunner, DockerRunner end to end
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+.PHONY: demo
+demo: $(STAMP)/venv images ## The whole loop locally on the Bikeshare data, every task in its container
+	$(BIN)/python -m pipelines.demo --pipeline-root $(PIPELINE_ROOT)
+
+.PHONY: clean
+clean: ## Remove venvs, build outputs and local pipeline runs (images stay; `docker rmi` them)
+	rm -rf $(VENV) $(TFDV_VENV) .build .pytest_cache .ruff_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,461 @@
+"""Ingest: read a data snapshot, cut an optional time window, split it, write Parquet.
+
+Plain Python, no kfp import: ``component.py`` calls :func:`run`, tests call it directly.
+
+The snapshot is a CSV or Parquet file at a local path, a ``file://`` URI or an
+``s3://bucket/key`` URI (read with the MinIO client; credentials come from the
+``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` environment variables, which the
+pipeline fills from a Kubernetes Secret on a cluster).
+
+Each split is written as one Parquet file whose sha256 is the split's data version:
+the same snapshot, window and split rule give byte-identical files and so the same hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+log = logging.getLogger("loopline.ingest")
+
+SPLITS = ("train", "eval", "holdout")
+SPLIT_METHODS = ("time", "hash")
+FORMATS = ("auto", "csv", "parquet")
+_FRACTION_TOLERANCE = 1e-6
+
+
+class IngestError(ValueError):
+    """Bad input to ingest; the message names the cause and the field or file."""
+
+
+@dataclass(frozen=True)
+class SplitRule:
+    """How rows are divided into train / eval / holdout.
+
+    ``method="time"``: rows sorted by ``column`` (stable), the earliest ``train``
+    fraction to train, the next to eval, the latest to holdout (a fixed long-term
+    holdout of the newest data). Rows that share a time value never straddle two
+    splits. ``method="hash"``: each row goes to the split that a sha256 of its
+    ``column`` value falls in, so a key always lands in the same split whatever
+    else the snapshot holds.
+    """
+
+    method: str
+    column: str
+    train: float
+    eval: float
+    holdout: float
+
+    def validate(self) -> None:
+        if self.method not in SPLIT_METHODS:
+            raise IngestError(
+                f"split_method {self.method!r} is not supported; use one of {', '.join(SPLIT_METHODS)}"
+            )
+        if not self.column:
+            field_name = "time_column" if self.method == "time" else "key_column"
+            raise IngestError(f"split_method {self.method!r} needs {field_name}, which is empty")
+        for name in SPLITS:
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value)) or value < 0 or value > 1:
+                raise IngestError(f"{name}_fraction must be a number in [0, 1], got {value!r}")
+        if self.train <= 0 or self.eval <= 0:
+            raise IngestError(
+                f"train_fraction and eval_fraction must be > 0, got {self.train} and {self.eval}"
+            )
+        total = self.train + self.eval + self.holdout
+        if abs(total - 1.0) > _FRACTION_TOLERANCE:
+            raise IngestError(
+                "train_fraction + eval_fraction + holdout_fraction must sum to 1, got "
+                f"{self.train} + {self.eval} + {self.holdout} = {total:g}"
+            )
+
+    def as_dict(self) -> dict:
+        return {
+            "method": self.method,
+            "column": self.column,
+            "fractions": {name: getattr(self, name) for name in SPLITS},
+        }
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open time window ``start <= column < end``; empty bounds are open."""
+
+    column: str = ""
+    start: str = ""
+    end: str = ""
+
+    @property
+    def active(self) -> bool:
+        return bool(self.start or self.end)
+
+    def as_dict(self) -> dict:
+        return {"column": self.column, "start": self.start, "end": self.end} if self.active else {}
+
+
+@dataclass
+class SplitResult:
+    name: str
+    path: str
+    rows: int
+    columns: list[str]
+    sha256: str
+    metadata: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _local_path(uri: str) -> str | None:
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return parsed.path
+    if parsed.scheme == "":
+        return uri
+    return None
+
+
+def _fetch_s3(uri: str, endpoint: str, secure: bool, dest: str) -> None:
+    from minio import Minio
+    from minio.error import S3Error
+
+    parsed = urlparse(uri)
+    bucket, key = parsed.netloc, parsed.path.lstrip("/")
+    if not bucket or not key:
+        raise IngestError(f"source_uri {uri!r}: an s3 URI needs a bucket and a key (s3://bucket/key)")
+    if not endpoint:
+        raise IngestError(f"source_uri {uri!r} is on s3 but s3_endpoint is empty")
+    access_key = os.environ.get("AWS_ACCESS_KEY_ID", "")
+    secret_key = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+    if not access_key or not secret_key:
+        raise IngestError(
+            f"source_uri {uri!r}: no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+            "(on a cluster the pipeline takes them from the Secret named by s3_credentials_secret)"
+        )
+    endpoint = endpoint.split("://", 1)[-1]
+    client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure)
+    try:
+        client.fget_object(bucket, key, dest)
+    except S3Error as exc:
+        if exc.code in ("NoSuchKey", "NoSuchBucket"):
+            raise IngestError(f"source_uri {uri!r} not found on {endpoint}: {exc.code}") from exc
+        raise IngestError(f"source_uri {uri!r}: cannot read from {endpoint}: {exc.code}: {exc.message}") from exc
+
+
+def _detect_format(uri: str, file_format: str) -> str:
+    if file_format not in FORMATS:
+        raise IngestError(f"file_format {file_format!r} is not supported; use one of {', '.join(FORMATS)}")
+    if file_format != "auto":
+        return file_format
+    path = urlparse(uri).path.lower()
+    if path.endswith((".parquet", ".pq")):
+        return "parquet"
+    if path.endswith((".csv", ".csv.gz")):
+        return "csv"
+    raise IngestError(
+        f"source_uri {uri!r}: cannot tell the format from the name; set file_format to csv or parquet"
+    )
+
+
+def _parse(path: str, uri: str, fmt: str) -> pd.DataFrame:
+    size = os.path.getsize(path)
+    if size == 0:
+        raise IngestError(f"source_uri {uri!r} is empty (0 bytes)")
+    if fmt == "parquet":
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise IngestError(f"source_uri {uri!r} is not a readable Parquet file: {exc}") from exc
+    else:
+        try:
+            table = pacsv.read_csv(
+                path,
+                read_options=pacsv.ReadOptions(block_size=1 << 24),
+                parse_options=pacsv.ParseOptions(newlines_in_values=False),
+            )
+        except pa.ArrowInvalid as exc:
+            raise IngestError(f"source_uri {uri!r} has unparsable rows: {exc}") from exc
+        if table.num_columns == 0:
+            raise IngestError(f"source_uri {uri!r} has no header row")
+        _require_utf8(table, uri)
+    if table.num_rows == 0:
+        raise IngestError(
+            f"source_uri {uri!r} has a header ({table.num_columns} columns) but no data rows"
+        )
+    duplicates = sorted({c for c in table.column_names if table.column_names.count(c) > 1})
+    if duplicates:
+        raise IngestError(f"source_uri {uri!r} repeats column names: {', '.join(duplicates)}")
+    return table.to_pandas()
+
+
+def _require_utf8(table: pa.Table, uri: str) -> None:
+    """Arrow reads a CSV column with bytes that are not UTF-8 as binary: name it and the row."""
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if not pa.types.is_binary(column.type):
+            continue
+        for row, value in enumerate(column.to_pylist(), start=2):
+            try:
+                value is None or value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise IngestError(
+                    f"source_uri {uri!r}: column {name!r} has bytes that are not UTF-8 on line {row} "
+                    f"({value[max(0, exc.start - 8) : exc.end + 8]!r}); re-encode the file as UTF-8"
+                ) from exc
+
+
+def read_snapshot(
+    uri: str, file_format: str = "auto", s3_endpoint: str = "", s3_secure: bool = True
+) -> tuple[pd.DataFrame, str]:
+    """Reads a snapshot; returns the frame and the sha256 of the source bytes."""
+    if not uri:
+        raise IngestError("source_uri is empty")
+    fmt = _detect_format(uri, file_format)
+    local = _local_path(uri)
+    if local is not None:
+        if not os.path.exists(local):
+            raise IngestError(f"source_uri {uri!r} not found (no file at {local})")
+        if os.path.isdir(local):
+            raise IngestError(f"source_uri {uri!r} is a directory; name one file")
+        if not os.access(local, os.R_OK):
+            raise IngestError(f"source_uri {uri!r} is not readable (permission denied)")
+        return _parse(local, uri, fmt), _sha256_file(local)
+    scheme = urlparse(uri).scheme
+    if scheme not in ("s3", "minio"):
+        raise IngestError(f"source_uri {uri!r}: scheme {scheme!r} not supported (use a path, file:// or s3://)")
+    with tempfile.TemporaryDirectory() as tmp:
+        dest = os.path.join(tmp, "snapshot")
+        log.info("downloading %s from %s", uri, s3_endpoint)
+        _fetch_s3(uri, s3_endpoint, s3_secure, dest)
+        return _parse(dest, uri, fmt), _sha256_file(dest)
+
+
+def _sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- window and split
+
+
+def _require_column(df: pd.DataFrame, column: str, field_name: str) -> pd.Series:
+    if column not in df.columns:
+        raise IngestError(
+            f"{field_name} {column!r} is not a column of the snapshot; columns: {', '.join(map(str, df.columns))}"
+        )
+    series = df[column]
+    nulls = int(series.isna().sum())
+    if nulls:
+        raise IngestError(f"{field_name} {column!r} has {nulls} null values; every row needs one")
+    return series
+
+
+def _as_time(series: pd.Series, column: str) -> pd.Series:
+    """Numeric columns compare as numbers, everything else as UTC timestamps."""
+    if pd.api.types.is_numeric_dtype(series):
+        return series
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return series.dt.tz_localize("UTC") if series.dt.tz is None else series.dt.tz_convert("UTC")
+    try:
+        return pd.to_datetime(series, utc=True)
+    except (ValueError, TypeError) as exc:
+        raise IngestError(
+            f"time column {column!r} is neither numeric nor parsable as timestamps: {exc}"
+        ) from exc
+
+
+def _bound(value: str, series: pd.Series, name: str):
+    if pd.api.types.is_numeric_dtype(series):
+        try:
+            return float(value)
+        except ValueError as exc:
+            raise IngestError(f"{name} {value!r} is not a number, but the time column is numeric") from exc
+    try:
+        stamp = pd.Timestamp(value)
+    except ValueError as exc:
+        raise IngestError(f"{name} {value!r} is not a timestamp") from exc
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def apply_window(df: pd.DataFrame, window: Window) -> pd.DataFrame:
+    """Keeps the rows with ``start <= column < end``."""
+    if not window.active:
+        return df
+    if not window.column:
+        raise IngestError("window_start / window_end are set but time_column is empty")
+    times = _as_time(_require_column(df, window.column, "time_column"), window.column)
+    mask = pd.Series(True, index=df.index)
+    if window.start:
+        mask &= times >= _bound(window.start, times, "window_start")
+    if window.end:
+        mask &= times < _bound(window.end, times, "window_end")
+    kept = df[mask.to_numpy()]
+    if kept.empty:
+        raise IngestError(
+            f"window {window.column} in [{window.start or '-inf'}, {window.end or '+inf'}) selects no rows; "
+            f"the snapshot's {window.column} spans {times.min()} .. {times.max()}"
+        )
+    return kept
+
+
+def _time_split(df: pd.DataFrame, rule: SplitRule) -> dict[str, pd.DataFrame]:
+    times = _as_time(_require_column(df, rule.column, "time_column"), rule.column)
+    order = np.argsort(times.to_numpy(), kind="stable")
+    ordered = df.iloc[order]
+    sorted_times = times.to_numpy()[order]
+    n = len(ordered)
+    cuts = []
+    for cumulative in (rule.train, rule.train + rule.eval):
+        cut = min(int(round(cumulative * n)), n)
+        # Move the cut to the start of its tie group: one time value, one split.
+        if 0 < cut < n:
+            cut = int(np.searchsorted(sorted_times, sorted_times[cut], side="left"))
+        cuts.append(cut)
+    parts = {
+        "train": ordered.iloc[: cuts[0]],
+        "eval": ordered.iloc[cuts[0] : cuts[1]],
+        "holdout": ordered.iloc[cuts[1] :],
+    }
+    if rule.holdout == 0 and len(parts["holdout"]):
+        parts["eval"] = ordered.iloc[cuts[0] :]
+        parts["holdout"] = ordered.iloc[0:0]
+    return parts
+
+
+def _hash_unit(values: pd.Series) -> np.ndarray:
+    """Maps each value to [0, 1) by the first 8 bytes of sha256(str(value))."""
+    out = np.empty(len(values), dtype=np.float64)
+    for i, value in enumerate(values.astype(str).to_numpy()):
+        digest = hashlib.sha256(value.encode("utf-8")).digest()
+        out[i] = int.from_bytes(digest[:8], "big") / 2**64
+    return out
+
+
+def _hash_split(df: pd.DataFrame, rule: SplitRule) -> dict[str, pd.DataFrame]:
+    keys = _require_column(df, rule.column, "key_column")
+    unique = pd.Series(keys.unique())
+    unit = pd.Series(_hash_unit(unique), index=unique.to_numpy())
+    position = keys.map(unit).to_numpy()
+    bounds = (rule.train, rule.train + rule.eval)
+    return {
+        "train": df[position < bounds[0]],
+        "eval": df[(position >= bounds[0]) & (position < bounds[1])],
+        "holdout": df[position >= bounds[1]],
+    }
+
+
+def split(df: pd.DataFrame, rule: SplitRule) -> dict[str, pd.DataFrame]:
+    """Divides the rows into train / eval / holdout by ``rule``."""
+    rule.validate()
+    parts = _time_split(df, rule) if rule.method == "time" else _hash_split(df, rule)
+    for name in ("train", "eval"):
+        if parts[name].empty:
+            raise IngestError(
+                f"the {name} split is empty ({len(df)} rows, {rule.method} split on {rule.column!r}, "
+                f"{name}_fraction={getattr(rule, name)}); use more data or other fractions"
+            )
+    return parts
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_parquet(df: pd.DataFrame, path: str) -> str:
+    """Writes ``df`` deterministically and returns the sha256 of the file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+    pq.write_table(table, path, compression="zstd", row_group_size=1 << 20)
+    return _sha256_file(path)
+
+
+def run(
+    source_uri: str,
+    outputs: dict[str, str],
+    split_rule: SplitRule,
+    window: Window | None = None,
+    file_format: str = "auto",
+    s3_endpoint: str = "",
+    s3_secure: bool = True,
+) -> dict[str, SplitResult]:
+    """Runs ingest end to end.
+
+    Args:
+        source_uri: Local path, ``file://`` or ``s3://bucket/key`` of a CSV or Parquet file.
+        outputs: Split name (``train``, ``eval``, ``holdout``) to the path to write it to.
+        split_rule: How to divide the rows.
+        window: Optional time window applied before splitting.
+        file_format: ``auto`` (by extension), ``csv`` or ``parquet``.
+        s3_endpoint: ``host:port`` of the S3 / MinIO endpoint for ``s3://`` sources.
+        s3_secure: Use TLS to reach ``s3_endpoint``.
+
+    Returns:
+        Split name to :class:`SplitResult` (path, rows, columns, sha256, artifact metadata).
+
+    Raises:
+        IngestError: On any bad input, before anything is written.
+    """
+    window = window or Window()
+    missing = [name for name in SPLITS if name not in outputs]
+    if missing:
+        raise IngestError(f"outputs lacks a path for: {', '.join(missing)}")
+    split_rule.validate()
+    log.info("reading %s", source_uri)
+    df, source_sha = read_snapshot(source_uri, file_format, s3_endpoint, s3_secure)
+    log.info("read %d rows x %d columns (source sha256 %s)", len(df), df.shape[1], source_sha[:12])
+    windowed = apply_window(df, window)
+    if window.active:
+        log.info("window %s kept %d of %d rows", window.as_dict(), len(windowed), len(df))
+    parts = split(windowed, split_rule)
+    results = {}
+    for name in SPLITS:
+        part = parts[name]
+        sha = write_parquet(part, outputs[name])
+        meta = {
+            "split": name,
+            "rows": int(len(part)),
+            "columns": [str(c) for c in part.columns],
+            "num_columns": int(part.shape[1]),
+            "sha256": sha,
+            "format": "parquet",
+            "source_uri": source_uri,
+            "source_sha256": source_sha,
+            "source_rows": int(len(df)),
+            "window": window.as_dict(),
+            "split_rule": split_rule.as_dict(),
+        }
+        results[name] = SplitResult(name, outputs[name], meta["rows"], meta["columns"], sha, meta)
+        log.info("%-7s %6d rows  sha256 %s", name, meta["rows"], sha)
+    return results
+
+
+def markdown_report(results: dict[str, SplitResult]) -> str:
+    """A Markdown summary of one ingest run, for the KFP UI."""
+    any_meta = next(iter(results.values())).metadata
+    rule = any_meta["split_rule"]
+    lines = [
+        "# Ingest",
+        "",
+        f"Source: `{any_meta['source_uri']}` ({any_meta['source_rows']} rows, "
+        f"sha256 `{any_meta['source_sha256'][:16]}`)",
+        f"Window: {any_meta['window'] or 'none'}",
+        f"Split: {rule['method']} on `{rule['column']}`, fractions {rule['fractions']}",
+        "",
+        "| split | rows | columns | sha256 (data version) |",
+        "|---|---:|---:|---|",
+    ]
+    for res in results.values():
+        lines.append(f"| {res.name} | {res.rows} | {len(res.columns)} | `{res.sha256}` |")
+    return "\n".join(lines) + "\n"

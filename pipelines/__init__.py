@@ -1,0 +1,1 @@
+"""Loopline pipelines: they only wire components together."""

@@ -1,0 +1,84 @@
+"""Compiles every component and pipeline to the YAML committed beside its code.
+
+    python -m pipelines.compile                      # write the YAMLs
+    python -m pipelines.compile --check              # fail if a committed YAML is stale
+    python -m pipelines.compile --registry gcr.io/p/loopline --out-dir build/yaml
+
+The image registry is a compile option: the committed YAMLs name the default
+registry (``components._images.DEFAULT_REGISTRY``); ``--registry`` writes copies
+that name yours, for upload to your cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+from kfp import compiler
+
+from components import _images
+from components.ingest.component import ingest
+from pipelines.training.pipeline import training_pipeline
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# (what to compile, where its YAML is committed, relative to the repository root)
+TARGETS = [
+    (ingest, "components/ingest/component.yaml"),
+    (training_pipeline, "pipelines/training/pipeline.yaml"),
+]
+
+_IMAGE_LINE = re.compile(r"^(\s*image:\s*)(\S+)\s*$", re.MULTILINE)
+
+
+def compile_one(target, registry: str = _images.DEFAULT_REGISTRY) -> str:
+    """Returns the YAML text of one component or pipeline, its images under ``registry``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "out.yaml")
+        compiler.Compiler().compile(target, package_path=path)
+        text = Path(path).read_text()
+    if registry != _images.DEFAULT_REGISTRY:
+        text = _IMAGE_LINE.sub(lambda m: m.group(1) + _images.retarget(m.group(2), registry), text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="compare with the committed YAMLs; write nothing")
+    parser.add_argument("--registry", default=_images.DEFAULT_REGISTRY, help="image registry prefix")
+    parser.add_argument("--out-dir", type=Path, default=None, help="write under this folder instead of the repo")
+    args = parser.parse_args(argv)
+    if args.check and args.registry != _images.DEFAULT_REGISTRY:
+        parser.error("--check compares the committed YAMLs, which use the default registry")
+
+    stale = []
+    for target, rel in TARGETS:
+        text = compile_one(target, args.registry)
+        dest = (args.out_dir or ROOT) / rel
+        if args.check:
+            committed = dest.read_text() if dest.exists() else ""
+            if committed != text:
+                stale.append(rel)
+                diff = difflib.unified_diff(
+                    committed.splitlines(), text.splitlines(), f"committed/{rel}", f"compiled/{rel}", lineterm=""
+                )
+                print("\n".join(list(diff)[:40]), file=sys.stderr)
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(text)
+        print(f"compiled {rel}")
+    if stale:
+        print(f"stale compiled YAML (run `make compile`): {', '.join(stale)}", file=sys.stderr)
+        return 1
+    if args.check:
+        print(f"all {len(TARGETS)} compiled YAMLs are up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""The training pipeline: ingest -> (validate -> transform -> tune -> train -> ... in later steps).
+
+Compiled to ``pipeline.yaml`` beside this file by ``make compile``.
+"""
+
+from kfp import dsl, kubernetes
+
+from components.ingest.component import ingest
+
+# The Secret that holds the object-store credentials on a cluster. Kubeflow's own
+# ``mlpipeline-minio-artifact`` Secret has these keys; any Secret with them works.
+S3_SECRET_KEYS = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
+
+
+@dsl.pipeline(
+    name="loopline-training",
+    description="Loopline training pipeline: ingest a snapshot and split it into versioned datasets.",
+)
+def training_pipeline(
+    source_uri: str,
+    split_method: str = "time",
+    time_column: str = "",
+    key_column: str = "",
+    train_fraction: float = 0.7,
+    eval_fraction: float = 0.15,
+    holdout_fraction: float = 0.15,
+    window_start: str = "",
+    window_end: str = "",
+    file_format: str = "auto",
+    s3_endpoint: str = "minio-service.kubeflow:9000",
+    s3_secure: bool = False,
+    s3_credentials_secret: str = "mlpipeline-minio-artifact",
+):
+    """Trains a Loopline model from a data snapshot.
+
+    Args:
+        source_uri: Snapshot to train on: a path, ``file://`` or ``s3://bucket/key`` (CSV or Parquet).
+        split_method: ``time`` or ``hash``.
+        time_column: Column ordering rows in time (time split and window).
+        key_column: Column hashed for ``split_method="hash"``.
+        train_fraction: Share of rows for training.
+        eval_fraction: Share of rows for evaluation.
+        holdout_fraction: Share of rows for the long-term holdout.
+        window_start: Optional window start on ``time_column`` (inclusive).
+        window_end: Optional window end on ``time_column`` (exclusive).
+        file_format: ``auto``, ``csv`` or ``parquet``.
+        s3_endpoint: S3 / MinIO endpoint for ``s3://`` sources.
+        s3_secure: Reach the endpoint over TLS.
+        s3_credentials_secret: Kubernetes Secret with ``accesskey`` / ``secretkey`` for the endpoint.
+    """
+    ingest_task = ingest(
+        source_uri=source_uri,
+        split_method=split_method,
+        time_column=time_column,
+        key_column=key_column,
+        train_fraction=train_fraction,
+        eval_fraction=eval_fraction,
+        holdout_fraction=holdout_fraction,
+        window_start=window_start,
+        window_end=window_end,
+        file_format=file_format,
+        s3_endpoint=s3_endpoint,
+        s3_secure=s3_secure,
+    ).set_display_name("ingest")
+    # Optional: a run that reads a local or file:// snapshot needs no Secret.
+    kubernetes.use_secret_as_env(
+        ingest_task, secret_name=s3_credentials_secret, secret_key_to_env=S3_SECRET_KEYS, optional=True
+    )
