@@ -103,7 +103,7 @@ test: setup images ## Run every test: unit, kfp.local SubprocessRunner, DockerRu
 
 .PHONY: demo
 demo: $(STAMP)/venv images ## The whole loop locally on the Bikeshare data, every task in its container
-	$(BIN)/python -m pipelines.demo --pipeline-root $(PIPELINE_ROOT)
+	$(BIN)/python examples/bikeshare/demo.py --pipeline-root $(PIPELINE_ROOT)
 
 .PHONY: clean
 clean: ## Remove venvs, build outputs and local pipeline runs (images stay; `docker rmi` them)

@@ -39,7 +39,7 @@ def retarget(uri: str, registry: str) -> str:
     prefix = f"{DEFAULT_REGISTRY}/"
     if not uri.startswith(prefix):
         return uri
-    family_and_tag = uri[len(prefix):]
+    family_and_tag = uri[len(prefix) :]
     family = family_and_tag.split(":", 1)[0]
     if family not in FAMILIES:
         return uri

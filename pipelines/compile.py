@@ -48,10 +48,18 @@ def compile_one(target, registry: str = _images.DEFAULT_REGISTRY) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="compare with the committed YAMLs; write nothing")
-    parser.add_argument("--registry", default=_images.DEFAULT_REGISTRY, help="image registry prefix")
-    parser.add_argument("--out-dir", type=Path, default=None, help="write under this folder instead of the repo")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="compare with the committed YAMLs; write nothing"
+    )
+    parser.add_argument(
+        "--registry", default=_images.DEFAULT_REGISTRY, help="image registry prefix"
+    )
+    parser.add_argument(
+        "--out-dir", type=Path, default=None, help="write under this folder instead of the repo"
+    )
     args = parser.parse_args(argv)
     if args.check and args.registry != _images.DEFAULT_REGISTRY:
         parser.error("--check compares the committed YAMLs, which use the default registry")
@@ -65,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
             if committed != text:
                 stale.append(rel)
                 diff = difflib.unified_diff(
-                    committed.splitlines(), text.splitlines(), f"committed/{rel}", f"compiled/{rel}", lineterm=""
+                    committed.splitlines(),
+                    text.splitlines(),
+                    f"committed/{rel}",
+                    f"compiled/{rel}",
+                    lineterm="",
                 )
                 print("\n".join(list(diff)[:40]), file=sys.stderr)
             continue

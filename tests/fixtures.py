@@ -67,7 +67,9 @@ def docker_engine():
         client = docker.from_env()
         client.ping()
     except Exception as exc:  # noqa: BLE001 - any failure means no usable engine
-        pytest.fail(f"no Docker engine answers ({exc}); run `make engine` (or `make test`, which does)")
+        pytest.fail(
+            f"no Docker engine answers ({exc}); run `make engine` (or `make test`, which does)"
+        )
     return client
 
 

@@ -25,7 +25,7 @@ def test_committed_yaml_loads_with_kfp_loader(rel):
 
 
 def _images_in(text: str) -> set[str]:
-    spec = yaml.safe_load(text)
+    spec = next(yaml.safe_load_all(text))
     return {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
 
 
@@ -34,7 +34,9 @@ def test_yaml_names_versioned_images_and_registry_is_a_compile_option():
     assert _images_in(text) == {_images.PIPELINE_IMAGE}
     assert _images.PIPELINE_IMAGE.endswith(":" + __import__("components").__version__)
 
-    moved = compile_mod.compile_one(TARGETS["pipelines/training/pipeline.yaml"], registry="gcr.io/acme/ml")
+    moved = compile_mod.compile_one(
+        TARGETS["pipelines/training/pipeline.yaml"], registry="gcr.io/acme/ml"
+    )
     assert _images_in(moved) == {_images.image("pipeline", registry="gcr.io/acme/ml")}
 
 
@@ -56,8 +58,13 @@ def test_check_mode_reports_a_stale_yaml(tmp_path, capsys):
 
 
 def test_secret_for_s3_credentials_is_referenced_not_embedded():
-    spec = list(yaml.safe_load_all((compile_mod.ROOT / "pipelines/training/pipeline.yaml").read_text()))
+    spec = list(
+        yaml.safe_load_all((compile_mod.ROOT / "pipelines/training/pipeline.yaml").read_text())
+    )
     platform = spec[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     secret = platform["exec-ingest"]["secretAsEnv"][0]
     assert secret["optional"] is True
-    assert {m["envVar"] for m in secret["keyToEnv"]} == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert {m["envVar"] for m in secret["keyToEnv"]} == {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    }

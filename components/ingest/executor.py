@@ -67,7 +67,11 @@ class SplitRule:
             raise IngestError(f"split_method {self.method!r} needs {field_name}, which is empty")
         for name in SPLITS:
             value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value)) or value < 0 or value > 1:
+            if (
+                not (isinstance(value, int | float) and math.isfinite(value))
+                or value < 0
+                or value > 1
+            ):
                 raise IngestError(f"{name}_fraction must be a number in [0, 1], got {value!r}")
         if self.train <= 0 or self.eval <= 0:
             raise IngestError(
@@ -133,7 +137,9 @@ def _fetch_s3(uri: str, endpoint: str, secure: bool, dest: str) -> None:
     parsed = urlparse(uri)
     bucket, key = parsed.netloc, parsed.path.lstrip("/")
     if not bucket or not key:
-        raise IngestError(f"source_uri {uri!r}: an s3 URI needs a bucket and a key (s3://bucket/key)")
+        raise IngestError(
+            f"source_uri {uri!r}: an s3 URI needs a bucket and a key (s3://bucket/key)"
+        )
     if not endpoint:
         raise IngestError(f"source_uri {uri!r} is on s3 but s3_endpoint is empty")
     access_key = os.environ.get("AWS_ACCESS_KEY_ID", "")
@@ -150,12 +156,16 @@ def _fetch_s3(uri: str, endpoint: str, secure: bool, dest: str) -> None:
     except S3Error as exc:
         if exc.code in ("NoSuchKey", "NoSuchBucket"):
             raise IngestError(f"source_uri {uri!r} not found on {endpoint}: {exc.code}") from exc
-        raise IngestError(f"source_uri {uri!r}: cannot read from {endpoint}: {exc.code}: {exc.message}") from exc
+        raise IngestError(
+            f"source_uri {uri!r}: cannot read from {endpoint}: {exc.code}: {exc.message}"
+        ) from exc
 
 
 def _detect_format(uri: str, file_format: str) -> str:
     if file_format not in FORMATS:
-        raise IngestError(f"file_format {file_format!r} is not supported; use one of {', '.join(FORMATS)}")
+        raise IngestError(
+            f"file_format {file_format!r} is not supported; use one of {', '.join(FORMATS)}"
+        )
     if file_format != "auto":
         return file_format
     path = urlparse(uri).path.lower()
@@ -232,7 +242,9 @@ def read_snapshot(
         return _parse(local, uri, fmt), _sha256_file(local)
     scheme = urlparse(uri).scheme
     if scheme not in ("s3", "minio"):
-        raise IngestError(f"source_uri {uri!r}: scheme {scheme!r} not supported (use a path, file:// or s3://)")
+        raise IngestError(
+            f"source_uri {uri!r}: scheme {scheme!r} not supported (use a path, file:// or s3://)"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         dest = os.path.join(tmp, "snapshot")
         log.info("downloading %s from %s", uri, s3_endpoint)
@@ -282,7 +294,9 @@ def _bound(value: str, series: pd.Series, name: str):
         try:
             return float(value)
         except ValueError as exc:
-            raise IngestError(f"{name} {value!r} is not a number, but the time column is numeric") from exc
+            raise IngestError(
+                f"{name} {value!r} is not a number, but the time column is numeric"
+            ) from exc
     try:
         stamp = pd.Timestamp(value)
     except ValueError as exc:

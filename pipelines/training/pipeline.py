@@ -64,5 +64,8 @@ def training_pipeline(
     ).set_display_name("ingest")
     # Optional: a run that reads a local or file:// snapshot needs no Secret.
     kubernetes.use_secret_as_env(
-        ingest_task, secret_name=s3_credentials_secret, secret_key_to_env=S3_SECRET_KEYS, optional=True
+        ingest_task,
+        secret_name=s3_credentials_secret,
+        secret_key_to_env=S3_SECRET_KEYS,
+        optional=True,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -18,13 +20,15 @@ def subprocess_runner(tmp_path):
 
 
 def test_component_writes_splits_with_metadata_and_report(subprocess_runner, bikeshare_csv):
-    task = ingest(source_uri=str(bikeshare_csv), time_column="day", window_start="1", window_end="182")
+    task = ingest(
+        source_uri=str(bikeshare_csv), time_column="day", window_start="1", window_end="182"
+    )
     train, eval_data, holdout = (task.outputs[k] for k in ("train", "eval_data", "holdout"))
     rows = [pq.read_metadata(a.path).num_rows for a in (train, eval_data, holdout)]
     assert [a.metadata["rows"] for a in (train, eval_data, holdout)] == rows
     assert sum(rows) == (pd.read_csv(bikeshare_csv)["day"] < 182).sum()  # January to June
     assert train.metadata["window"] == {"column": "day", "start": "1", "end": "182"}
-    report = open(task.outputs["report"].path).read()
+    report = Path(task.outputs["report"].path).read_text()
     assert f"| train | {rows[0]} | 15 | `{train.metadata['sha256']}` |" in report
 
 

@@ -49,7 +49,9 @@ def test_metadata_records_version_source_and_rule(bikeshare_csv, tmp_path):
     assert meta["columns"][:3] == ["season", "mnth", "day"] and meta["num_columns"] == 15
     assert len(meta["sha256"]) == 64
     assert meta["source_uri"] == str(bikeshare_csv)
-    assert meta["source_sha256"] == "ac6950ae6f11efcc69c29d6bb13e8881c001e27d36434660d59444a1414f712c"
+    assert (
+        meta["source_sha256"] == "ac6950ae6f11efcc69c29d6bb13e8881c001e27d36434660d59444a1414f712c"
+    )
     assert meta["window"] == {"column": "day", "start": "10", "end": "300"}
     assert meta["split_rule"] == {
         "method": "time",
@@ -73,7 +75,9 @@ def test_same_snapshot_gives_same_hashes_and_other_data_does_not(bikeshare_csv, 
 
 
 def test_window_keeps_half_open_numeric_range(bikeshare_csv, tmp_path):
-    results = run(str(bikeshare_csv), outputs_in(tmp_path), TIME_RULE, window=Window("day", "32", "60"))
+    results = run(
+        str(bikeshare_csv), outputs_in(tmp_path), TIME_RULE, window=Window("day", "32", "60")
+    )
     days = pd.concat(read(r.path) for r in results.values())["day"]
     assert days.min() == 32 and days.max() == 59
     assert results["train"].metadata["source_rows"] == 8645
@@ -82,9 +86,13 @@ def test_window_keeps_half_open_numeric_range(bikeshare_csv, tmp_path):
 def test_window_on_timestamp_column(tmp_path):
     src = tmp_path / "events.csv"
     times = pd.date_range("2026-01-01", periods=100, freq="h")
-    pd.DataFrame({"ts": times.strftime("%Y-%m-%dT%H:%M:%S"), "x": range(100)}).to_csv(src, index=False)
+    pd.DataFrame({"ts": times.strftime("%Y-%m-%dT%H:%M:%S"), "x": range(100)}).to_csv(
+        src, index=False
+    )
     rule = SplitRule("time", "ts", 0.5, 0.5, 0.0)
-    results = run(str(src), outputs_in(tmp_path), rule, window=Window("ts", "2026-01-02", "2026-01-03"))
+    results = run(
+        str(src), outputs_in(tmp_path), rule, window=Window("ts", "2026-01-02", "2026-01-03")
+    )
     kept = pd.concat(read(r.path) for r in results.values())
     assert sorted(kept["x"]) == list(range(24, 48))
     assert results["holdout"].rows == 0
@@ -120,14 +128,23 @@ def test_s3_source_through_minio_client(bikeshare_csv, s3_server, s3_client, tmp
     data = bikeshare_csv.read_bytes()
     s3_client.put_object("snapshots", "bikeshare/2011.csv", io.BytesIO(data), len(data))
     remote = run(
-        "s3://snapshots/bikeshare/2011.csv", outputs_in(tmp_path / "s3"), TIME_RULE,
-        s3_endpoint=s3_server, s3_secure=False,
+        "s3://snapshots/bikeshare/2011.csv",
+        outputs_in(tmp_path / "s3"),
+        TIME_RULE,
+        s3_endpoint=s3_server,
+        s3_secure=False,
     )
     local = run(str(bikeshare_csv), outputs_in(tmp_path / "local"), TIME_RULE)
     assert {n: r.sha256 for n, r in remote.items()} == {n: r.sha256 for n, r in local.items()}
 
     with pytest.raises(IngestError, match=r"s3://snapshots/nope.csv.*not found.*NoSuchKey"):
-        run("s3://snapshots/nope.csv", outputs_in(tmp_path / "x"), TIME_RULE, s3_endpoint=s3_server, s3_secure=False)
+        run(
+            "s3://snapshots/nope.csv",
+            outputs_in(tmp_path / "x"),
+            TIME_RULE,
+            s3_endpoint=s3_server,
+            s3_secure=False,
+        )
 
 
 def test_s3_without_credentials_names_the_variables(monkeypatch, tmp_path):
@@ -151,32 +168,111 @@ BAD_INPUTS = {
     # case: (file name, content or None for no file, rule, window, expected message)
     "missing file": ("absent.csv", None, TIME_RULE, None, r"not found \(no file at"),
     "empty file": ("empty.csv", "", TIME_RULE, None, r"is empty \(0 bytes\)"),
-    "header only": ("header.csv", HEADER, TIME_RULE, None, r"header \(4 columns\) but no data rows"),
-    "extra field in a row": ("extra.csv", HEADER + ROWS + "11,1,0.5,3,99\n", TIME_RULE, None,
-                             r"unparsable rows.*Expected 4 columns, got 5"),
-    "truncated last row": ("trunc.csv", HEADER + ROWS + "11,1,0.", TIME_RULE, None,
-                           r"unparsable rows.*Expected 4 columns, got 3"),
-    "not a parquet file": ("fake.parquet", "day,hr\n1,2\n", TIME_RULE, None, r"not a readable Parquet file"),
-    "unknown extension": ("data.txt", HEADER + ROWS, TIME_RULE, None, r"cannot tell the format.*file_format"),
-    "missing time column": ("a.csv", HEADER + ROWS, SplitRule("time", "ts", 0.7, 0.15, 0.15), None,
-                            r"time_column 'ts' is not a column.*day, hr, temp, bikers"),
-    "missing key column": ("a.csv", HEADER + ROWS, SplitRule("hash", "user", 0.7, 0.15, 0.15), None,
-                           r"key_column 'user' is not a column"),
-    "null time values": ("nulls.csv", HEADER + ROWS + ",1,0.5,3\n", TIME_RULE, None,
-                         r"time_column 'day' has 1 null values"),
-    "window selects no rows": ("a.csv", HEADER + ROWS, TIME_RULE, Window("day", "400", "500"),
-                               r"window day in \[400, 500\) selects no rows.*spans 1 .. 10"),
-    "window bound not a number": ("a.csv", HEADER + ROWS, TIME_RULE, Window("day", "soon", ""),
-                                  r"window_start 'soon' is not a number"),
-    "fractions do not sum to 1": ("a.csv", HEADER + ROWS, SplitRule("time", "day", 0.7, 0.2, 0.2), None,
-                                  r"must sum to 1, got 0.7 \+ 0.2 \+ 0.2 = 1.1"),
-    "negative fraction": ("a.csv", HEADER + ROWS, SplitRule("time", "day", 1.2, 0.1, -0.3), None,
-                          r"train_fraction must be a number in \[0, 1\]"),
-    "unknown split method": ("a.csv", HEADER + ROWS, SplitRule("random", "day", 0.7, 0.15, 0.15), None,
-                             r"split_method 'random' is not supported"),
-    "time split without column": ("a.csv", HEADER + ROWS, SplitRule("time", "", 0.7, 0.15, 0.15), None,
-                                  r"needs time_column, which is empty"),
-    "too few rows for eval": ("one.csv", HEADER + "1,1,0.5,3\n", TIME_RULE, None, r"the eval split is empty"),
+    "header only": (
+        "header.csv",
+        HEADER,
+        TIME_RULE,
+        None,
+        r"header \(4 columns\) but no data rows",
+    ),
+    "extra field in a row": (
+        "extra.csv",
+        HEADER + ROWS + "11,1,0.5,3,99\n",
+        TIME_RULE,
+        None,
+        r"unparsable rows.*Expected 4 columns, got 5",
+    ),
+    "truncated last row": (
+        "trunc.csv",
+        HEADER + ROWS + "11,1,0.",
+        TIME_RULE,
+        None,
+        r"unparsable rows.*Expected 4 columns, got 3",
+    ),
+    "not a parquet file": (
+        "fake.parquet",
+        "day,hr\n1,2\n",
+        TIME_RULE,
+        None,
+        r"not a readable Parquet file",
+    ),
+    "unknown extension": (
+        "data.txt",
+        HEADER + ROWS,
+        TIME_RULE,
+        None,
+        r"cannot tell the format.*file_format",
+    ),
+    "missing time column": (
+        "a.csv",
+        HEADER + ROWS,
+        SplitRule("time", "ts", 0.7, 0.15, 0.15),
+        None,
+        r"time_column 'ts' is not a column.*day, hr, temp, bikers",
+    ),
+    "missing key column": (
+        "a.csv",
+        HEADER + ROWS,
+        SplitRule("hash", "user", 0.7, 0.15, 0.15),
+        None,
+        r"key_column 'user' is not a column",
+    ),
+    "null time values": (
+        "nulls.csv",
+        HEADER + ROWS + ",1,0.5,3\n",
+        TIME_RULE,
+        None,
+        r"time_column 'day' has 1 null values",
+    ),
+    "window selects no rows": (
+        "a.csv",
+        HEADER + ROWS,
+        TIME_RULE,
+        Window("day", "400", "500"),
+        r"window day in \[400, 500\) selects no rows.*spans 1 .. 10",
+    ),
+    "window bound not a number": (
+        "a.csv",
+        HEADER + ROWS,
+        TIME_RULE,
+        Window("day", "soon", ""),
+        r"window_start 'soon' is not a number",
+    ),
+    "fractions do not sum to 1": (
+        "a.csv",
+        HEADER + ROWS,
+        SplitRule("time", "day", 0.7, 0.2, 0.2),
+        None,
+        r"must sum to 1, got 0.7 \+ 0.2 \+ 0.2 = 1.1",
+    ),
+    "negative fraction": (
+        "a.csv",
+        HEADER + ROWS,
+        SplitRule("time", "day", 1.2, 0.1, -0.3),
+        None,
+        r"train_fraction must be a number in \[0, 1\]",
+    ),
+    "unknown split method": (
+        "a.csv",
+        HEADER + ROWS,
+        SplitRule("random", "day", 0.7, 0.15, 0.15),
+        None,
+        r"split_method 'random' is not supported",
+    ),
+    "time split without column": (
+        "a.csv",
+        HEADER + ROWS,
+        SplitRule("time", "", 0.7, 0.15, 0.15),
+        None,
+        r"needs time_column, which is empty",
+    ),
+    "too few rows for eval": (
+        "one.csv",
+        HEADER + "1,1,0.5,3\n",
+        TIME_RULE,
+        None,
+        r"the eval split is empty",
+    ),
 }
 
 
