@@ -75,10 +75,12 @@ images: .build/base-image .build/ca/extra.crt ## Build every image under images/
 	  tag=$(REGISTRY)/$$name:$(VERSION); \
 	  echo "images: building $$tag FROM $$(cat .build/base-image)"; \
 	  start=$$(date +%s); \
-	  DOCKER_BUILDKIT=0 docker build --network=host -q \
+	  DOCKER_BUILDKIT=0 docker build --network=host \
 	    --build-arg BASE_IMAGE=$$(cat .build/base-image) \
 	    --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
-	    -f images/$$name/Dockerfile -t $$tag . >/dev/null; \
+	    -f images/$$name/Dockerfile -t $$tag . 2>&1 \
+	    | grep --line-buffered -E '^(Step [0-9]+/[0-9]+ : (FROM|RUN|COPY)|Successfully tagged|ERROR|error)' \
+	    | sed -u 's/^/images:   /' | cut -c1-150; \
 	  echo "images: $$tag ready in $$(( $$(date +%s) - start )) s, $$(docker image inspect -f '{{.Size}}' $$tag | awk '{printf "%.0f MB", $$1/1e6}')"; \
 	done
 
@@ -98,7 +100,7 @@ lint: $(STAMP)/venv ## ruff check and format check
 
 # ---------------------------------------------------------------- the two commands
 .PHONY: test
-test: setup images ## Run every test: unit, kfp.local SubprocessRunner, DockerRunner end to end
+test: setup images lint ## Run every test: unit, kfp.local SubprocessRunner, DockerRunner end to end
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 .PHONY: demo
