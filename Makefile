@@ -23,6 +23,8 @@ PIPELINE_ROOT ?= $(CURDIR)/.build/pipeline_root
 PYTEST_ARGS  ?=
 
 BIN      := $(VENV)/bin
+# pip, minus the warnings this machine's pip.conf prints for absent local indexes.
+QUIET_PIP = 2>&1 | sed -u '/WARNING: Location .* is ignored/d'
 STAMP    := .build/stamps
 
 .PHONY: help
@@ -34,15 +36,15 @@ $(STAMP)/venv: images/pipeline/requirements.txt tests/requirements.txt pyproject
 	@mkdir -p $(STAMP)
 	@echo "setup: main env $(VENV) (kfp, pandas, pyarrow, pytest, ruff, moto)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -r images/pipeline/requirements.txt -r tests/requirements.txt
-	$(BIN)/pip install -q --no-deps -e .
+	$(BIN)/pip install -q -r images/pipeline/requirements.txt -r tests/requirements.txt $(QUIET_PIP)
+	$(BIN)/pip install -q --no-deps -e . $(QUIET_PIP)
 	@touch $@
 
 $(STAMP)/venv-tfdv: images/tfdv/requirements.txt
 	@mkdir -p $(STAMP)
 	@echo "setup: TFDV env $(TFDV_VENV) (tensorflow-data-validation 1.16.1; ~3 minutes the first time)"
 	@test -x $(TFDV_VENV)/bin/python || $(PYTHON) -m venv $(TFDV_VENV)
-	$(TFDV_VENV)/bin/pip install -q -r images/tfdv/requirements.txt pytest==$$(sed -n 's/^pytest==//p' tests/requirements.txt)
+	$(TFDV_VENV)/bin/pip install -q -r images/tfdv/requirements.txt pytest==$$(sed -n 's/^pytest==//p' tests/requirements.txt) $(QUIET_PIP)
 	@touch $@
 
 .PHONY: setup

@@ -18,7 +18,9 @@ KUBERNETES_VERSION = "1.32"
 def render(directory: Path) -> list[dict]:
     if not shutil.which("kubectl"):
         pytest.fail("kubectl is not on PATH: it renders manifests/ with its built-in kustomize")
-    out = subprocess.run(["kubectl", "kustomize", str(directory)], check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(directory)], check=True, capture_output=True, text=True
+    )
     return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
 
 
@@ -36,7 +38,11 @@ def test_role_binding_ties_the_runner_account_to_its_role():
     binding = docs[("RoleBinding", "loopline-pipeline-runner")]
     assert ("Role", binding["roleRef"]["name"]) in docs
     assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": "loopline-pipeline-runner", "namespace": binding["metadata"]["namespace"]}
+        {
+            "kind": "ServiceAccount",
+            "name": "loopline-pipeline-runner",
+            "namespace": binding["metadata"]["namespace"],
+        }
     ]
     rules = docs[("Role", "loopline-pipeline-runner")]["rules"]
     assert all("*" not in r["verbs"] and "*" not in r["resources"] for r in rules)
