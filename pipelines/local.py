@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kfp import local
+from kfp.local import docker_task_handler
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,35 @@ def prepare_pipeline_root(pipeline_root: str | os.PathLike) -> Path:
     return root
 
 
+def _run_container(client, image: str, command: list[str], volumes: dict, **container_run_args) -> int:
+    """Runs one task container and returns its real exit code.
+
+    kfp 2.17.0's ``run_docker_container`` starts containers with ``auto_remove=True``;
+    when a container exits before ``wait()`` is called it is already gone, and kfp
+    then assumes exit code 0: a failed task is reported as SUCCESS (seen here with a
+    failing ingest). This version keeps the container until its exit code is read.
+    """
+    image = docker_task_handler.add_latest_tag_if_not_present(image)
+    if not client.images.list(name=image):
+        print(f"Pulling image {image!r}")
+        client.images.pull(image)
+    container = client.containers.run(
+        image=image, command=command, detach=True, stdout=True, stderr=True, volumes=volumes, **container_run_args
+    )
+    try:
+        for line in container.logs(stream=True, follow=True):
+            print(line.decode(errors="replace"), end="")
+        return int(container.wait()["StatusCode"])
+    finally:
+        container.remove(force=True)
+
+
 def init_docker(pipeline_root: str | os.PathLike, **container_run_args) -> Path:
-    """``kfp.local.init`` with ``DockerRunner``; extra args go to ``docker run`` (e.g. network_mode)."""
+    """``kfp.local.init`` with ``DockerRunner``; extra args go to ``docker run`` (e.g. network_mode).
+
+    Also makes DockerRunner report a failed task as failed (see :func:`_run_container`).
+    """
+    docker_task_handler.run_docker_container = _run_container
     root = prepare_pipeline_root(pipeline_root)
     local.init(runner=local.DockerRunner(**container_run_args), pipeline_root=str(root))
     return root
