@@ -22,7 +22,9 @@ from pathlib import Path
 from kfp import compiler
 
 from components import _images
+from components.data_gate.component import data_gate
 from components.ingest.component import ingest
+from components.validate_data.component import validate_data
 from pipelines.training.pipeline import training_pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # (what to compile, where its YAML is committed, relative to the repository root)
 TARGETS = [
     (ingest, "components/ingest/component.yaml"),
+    (validate_data, "components/validate_data/component.yaml"),
+    (data_gate, "components/data_gate/component.yaml"),
     (training_pipeline, "pipelines/training/pipeline.yaml"),
 ]
 

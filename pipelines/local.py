@@ -35,7 +35,9 @@ def prepare_pipeline_root(pipeline_root: str | os.PathLike) -> Path:
     return root
 
 
-def _run_container(client, image: str, command: list[str], volumes: dict, **container_run_args) -> int:
+def _run_container(
+    client, image: str, command: list[str], volumes: dict, **container_run_args
+) -> int:
     """Runs one task container and returns its real exit code.
 
     kfp 2.17.0's ``run_docker_container`` starts containers with ``auto_remove=True``;
@@ -48,7 +50,13 @@ def _run_container(client, image: str, command: list[str], volumes: dict, **cont
         print(f"Pulling image {image!r}")
         client.images.pull(image)
     container = client.containers.run(
-        image=image, command=command, detach=True, stdout=True, stderr=True, volumes=volumes, **container_run_args
+        image=image,
+        command=command,
+        detach=True,
+        stdout=True,
+        stderr=True,
+        volumes=volumes,
+        **container_run_args,
     )
     try:
         for line in container.logs(stream=True, follow=True):

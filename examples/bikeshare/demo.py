@@ -57,17 +57,35 @@ def start_object_store():
     return server, endpoint
 
 
+def describe(meta: dict) -> str:
+    """One line about an artifact, from its metadata."""
+    if "sha256" in meta:
+        return (
+            f"{int(meta['rows'])} rows x {int(meta['num_columns'])} cols, sha256 {meta['sha256']}"
+        )
+    parts = [f"schema {meta['schema_version']}"] if "schema_version" in meta else []
+    if "rows" in meta:
+        parts.append(", ".join(f"{k}: {int(v)} rows" for k, v in meta["rows"].items()))
+    if "count" in meta:
+        parts.append(
+            f"{int(meta['count'])} anomalies"
+            + (f" in {', '.join(meta['columns'])}" if meta["columns"] else "")
+        )
+    return "; ".join(parts)
+
+
 def print_artifacts(run_dir: Path) -> None:
     print(f"\ndemo: run folder {run_dir}")
-    for record in local_run.run_artifacts(run_dir):
-        meta = record.metadata
-        what = ""
-        if "rows" in meta:
-            what = f"{int(meta['rows'])} rows x {int(meta['num_columns'])} cols, sha256 {meta['sha256']}"
-        print(f"  {record.task:<10} {record.name:<10} {what}\n  {'':<10} {'':<10} {record.uri}")
-    for record in local_run.run_artifacts(run_dir):
-        if record.name == "report":
-            print(f"\n--- {record.task} report ({record.uri}) ---\n{Path(record.uri).read_text()}")
+    records = local_run.run_artifacts(run_dir)
+    for record in records:
+        print(
+            f"  {record.task:<14} {record.name:<12} {describe(record.metadata)}\n  {'':<27} {record.uri}"
+        )
+    for record in records:
+        if record.name in ("report", "summary") and not record.uri.endswith(".html"):
+            text = Path(record.uri).read_text()
+            if not text.lstrip().startswith("<"):
+                print(f"\n--- {record.task} {record.name} ({record.uri}) ---\n{text}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,11 +1,13 @@
-"""The training pipeline: ingest -> (validate -> transform -> tune -> train -> ... in later steps).
+"""The training pipeline: ingest -> validate (TFDV) -> data gate -> (transform -> tune -> train: next).
 
 Compiled to ``pipeline.yaml`` beside this file by ``make compile``.
 """
 
 from kfp import dsl, kubernetes
 
+from components.data_gate.component import data_gate
 from components.ingest.component import ingest
+from components.validate_data.component import validate_data
 
 # The Secret that holds the object-store credentials on a cluster. Kubeflow's own
 # ``mlpipeline-minio-artifact`` Secret has these keys; any Secret with them works.
@@ -14,7 +16,8 @@ S3_SECRET_KEYS = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACC
 
 @dsl.pipeline(
     name="loopline-training",
-    description="Loopline training pipeline: ingest a snapshot and split it into versioned datasets.",
+    description="Loopline training pipeline: ingest a snapshot, split it into versioned datasets, "
+    "validate them with TFDV against a versioned schema and stop a bad batch before training.",
 )
 def training_pipeline(
     source_uri: str,
@@ -30,6 +33,8 @@ def training_pipeline(
     s3_endpoint: str = "minio-service.kubeflow:9000",
     s3_secure: bool = False,
     s3_credentials_secret: str = "mlpipeline-minio-artifact",
+    schema: str = "bikeshare",
+    beam_args: str = "",
 ):
     """Trains a Loopline model from a data snapshot.
 
@@ -47,6 +52,8 @@ def training_pipeline(
         s3_endpoint: S3 / MinIO endpoint for ``s3://`` sources.
         s3_secure: Reach the endpoint over TLS.
         s3_credentials_secret: Kubernetes Secret with ``accesskey`` / ``secretkey`` for the endpoint.
+        schema: The versioned TFDV schema the data must meet (bundled name or path in the tfdv image).
+        beam_args: Empty for in-memory TFDV statistics, or a JSON list of Apache Beam arguments.
     """
     ingest_task = ingest(
         source_uri=source_uri,
@@ -69,3 +76,14 @@ def training_pipeline(
         secret_key_to_env=S3_SECRET_KEYS,
         optional=True,
     )
+    validation = validate_data(
+        data=ingest_task.outputs["train"],
+        eval_data=ingest_task.outputs["eval_data"],
+        data_name="train",
+        schema=schema,
+        beam_args=beam_args,
+    ).set_display_name("validate")
+    data_gate(
+        anomalies_found=validation.outputs["anomalies_found"],
+        anomalies=validation.outputs["anomalies"],
+    ).set_display_name("data-gate")

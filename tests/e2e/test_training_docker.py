@@ -89,8 +89,12 @@ def test_bad_snapshot_fails_the_run_with_the_cause(built_images, local_pipeline_
 def test_a_task_container_that_exits_at_once_reports_its_exit_code(built_images, docker_engine):
     # kfp 2.17.0's own runner loses the code of a container that is gone before wait().
     codes = [
-        local_run._run_container(docker_engine, built_images["pipeline"], ["sh", "-c", f"exit {c}"], {})
+        local_run._run_container(
+            docker_engine, built_images["pipeline"], ["sh", "-c", f"exit {c}"], {}
+        )
         for c in (3, 0, 1)
     ]
     assert codes == [3, 0, 1]
-    assert not docker_engine.containers.list(all=True, filters={"ancestor": built_images["pipeline"]})
+    assert not docker_engine.containers.list(
+        all=True, filters={"ancestor": built_images["pipeline"]}
+    )

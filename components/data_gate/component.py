@@ -1,0 +1,27 @@
+"""KFP definition of data_gate; the logic is in ``executor.py``."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Input
+
+from components._images import PIPELINE_IMAGE
+
+
+@dsl.component(base_image=PIPELINE_IMAGE, install_kfp_package=False)
+def data_gate(anomalies_found: bool, anomalies: Input[Artifact]) -> bool:
+    """Fails the run when validation found anomalies; everything after it then never runs.
+
+    A separate lightweight step because container-component outputs cannot drive
+    ``dsl.If`` under kfp.local, and because a failed run is what a platform engineer
+    should see in the dashboard when a bad batch arrives.
+
+    Args:
+        anomalies_found: The ``anomalies_found`` output of validate_data.
+        anomalies: The ``anomalies`` output of validate_data (its anomalies.json names each column).
+
+    Returns:
+        True: the data passed (the step fails otherwise, listing every anomaly).
+    """
+    from components.data_gate import executor
+
+    executor.check(anomalies_found, anomalies.path)
+    return True

@@ -1,0 +1,165 @@
+"""Versioned TFDV schemas: load a curated one, or infer a starting point for a person to review.
+
+    python -m components.validate_data.schema infer DATA.csv|parquet --out schema.pbtxt [--version NAME-1.0.0]
+    python -m components.validate_data.schema reference DATA --schema bikeshare --out reference_stats.pb
+
+A schema names its version on its first line: ``# schema_version: bikeshare-1.0.0``.
+Bundled schemas live in ``schemas/<name>/`` beside this file: ``schema.pbtxt`` and
+``reference_stats.pb`` (the statistics of the data the schema was reviewed on, the
+default baseline for drift).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMAS_DIR = Path(__file__).resolve().parent / "schemas"
+_VERSION_LINE = re.compile(r"^#\s*schema_version:\s*(\S+)\s*$", re.MULTILINE)
+
+# Inference defaults: what a reviewer starts from.
+CATEGORICAL_MAX_VALUES = 50  # more distinct strings than this: free text, no domain
+RANGE_MARGIN = 0.1  # numeric bounds widen by 10% of the observed range on each side
+DRIFT_JS = 0.1
+DRIFT_LINF = 0.1
+
+
+class SchemaError(ValueError):
+    """A schema that cannot be found, parsed or lacks a version."""
+
+
+@dataclass(frozen=True)
+class VersionedSchema:
+    schema: object  # tensorflow_metadata Schema proto
+    version: str
+    source: str
+    reference_statistics: object | None  # DatasetFeatureStatisticsList or None
+
+
+def _parse(text: str, source: str):
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    match = _VERSION_LINE.search(text)
+    if not match:
+        raise SchemaError(
+            f"schema {source}: no '# schema_version: NAME-X.Y.Z' line; every schema needs a version"
+        )
+    try:
+        schema = text_format.Parse(text, schema_pb2.Schema())
+    except text_format.ParseError as exc:
+        raise SchemaError(f"schema {source}: not a valid Schema text proto: {exc}") from exc
+    if not schema.feature:
+        raise SchemaError(f"schema {source}: declares no features")
+    return schema, match.group(1)
+
+
+def load(name_or_path: str) -> VersionedSchema:
+    """Loads a bundled schema by name (``bikeshare``) or a ``schema.pbtxt`` path."""
+    from tensorflow_data_validation import load_stats_binary
+
+    path = Path(name_or_path)
+    if not path.suffix and not path.exists():
+        path = SCHEMAS_DIR / name_or_path / "schema.pbtxt"
+        if not path.exists():
+            known = sorted(p.name for p in SCHEMAS_DIR.iterdir() if (p / "schema.pbtxt").exists())
+            raise SchemaError(
+                f"schema {name_or_path!r}: no such bundled schema; bundled: {', '.join(known)}"
+            )
+    elif path.is_dir():
+        path = path / "schema.pbtxt"
+    if not path.exists():
+        raise SchemaError(f"schema {name_or_path!r}: no file at {path}")
+    schema, version = _parse(path.read_text(), str(path))
+    reference = path.parent / "reference_stats.pb"
+    ref_stats = load_stats_binary(str(reference)) if reference.exists() else None
+    return VersionedSchema(schema, version, str(path), ref_stats)
+
+
+def infer(statistics, version: str) -> str:
+    """Infers a starting schema with reviewable bounds; returns its text (with the version line).
+
+    Unlike ``tfdv.infer_schema`` alone, which accepts whatever one batch shows, this
+    widens numeric ranges by ``RANGE_MARGIN`` of the observed range, allows no missing
+    values only where none were seen (else the observed missing rate, rounded up to the
+    next percent), keeps a categorical domain only for low-cardinality strings, drops
+    shape constraints, and adds drift and skew comparators with the default thresholds.
+    """
+    import tensorflow_data_validation as tfdv
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    schema = tfdv.infer_schema(statistics, max_string_domain_size=CATEGORICAL_MAX_VALUES)
+    dataset = statistics.datasets[0]
+    by_name = {f.path.step[0] if f.path.step else f.name: f for f in dataset.features}
+    for feature in schema.feature:
+        feature.ClearField("shape")
+        feature.value_count.min = 1
+        feature.value_count.max = 1
+        stats = by_name[feature.name]
+        common = (
+            stats.num_stats.common_stats
+            if stats.HasField("num_stats")
+            else stats.string_stats.common_stats
+        )
+        present = common.num_non_missing / max(dataset.num_examples, 1)
+        feature.presence.min_count = 1
+        feature.presence.min_fraction = (
+            1.0 if present >= 1.0 else max(0.0, math.floor(present * 100 - 1) / 100)
+        )
+        if feature.type in (schema_pb2.INT, schema_pb2.FLOAT) and stats.HasField("num_stats"):
+            lo, hi = stats.num_stats.min, stats.num_stats.max
+            margin = (hi - lo) * RANGE_MARGIN
+            if feature.type == schema_pb2.INT:
+                feature.int_domain.min = math.floor(lo - margin)
+                feature.int_domain.max = math.ceil(hi + margin)
+            else:
+                feature.float_domain.min = lo - margin
+                feature.float_domain.max = hi + margin
+                feature.float_domain.disallow_nan = True
+                feature.float_domain.disallow_inf = True
+            feature.drift_comparator.jensen_shannon_divergence.threshold = DRIFT_JS
+            feature.skew_comparator.jensen_shannon_divergence.threshold = DRIFT_JS
+        elif feature.type == schema_pb2.BYTES and feature.domain:
+            feature.drift_comparator.infinity_norm.threshold = DRIFT_LINF
+            feature.skew_comparator.infinity_norm.threshold = DRIFT_LINF
+    header = (
+        f"# schema_version: {version}\n"
+        "# Inferred by `python -m components.validate_data.schema infer`: a starting point.\n"
+        "# Review every bound, domain, presence and threshold before using it as a gate.\n"
+    )
+    return header + text_format.MessageToString(schema)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from components.validate_data import executor
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_infer = sub.add_parser("infer", help="infer a starting schema from data")
+    p_infer.add_argument("data")
+    p_infer.add_argument("--out", required=True)
+    p_infer.add_argument("--version", default="draft-0.1.0")
+    p_ref = sub.add_parser("reference", help="write the reference statistics of a schema bundle")
+    p_ref.add_argument("data")
+    p_ref.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+
+    table = executor.read_table(args.data)
+    stats = executor.compute_statistics(table, "reference")
+    if args.command == "infer":
+        Path(args.out).write_text(infer(stats, args.version))
+    else:
+        Path(args.out).write_bytes(stats.SerializeToString())
+    print(f"wrote {args.out} from {table.num_rows} rows of {args.data}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
