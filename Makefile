@@ -101,9 +101,12 @@ lint: $(STAMP)/venv ## ruff check and format check
 	$(BIN)/ruff format --check .
 
 # ---------------------------------------------------------------- the two commands
+TFDV_TESTS := $(wildcard components/*/tests/test_tfdv_*.py)
+
 .PHONY: test
-test: setup images lint ## Run every test: unit, kfp.local SubprocessRunner, DockerRunner end to end
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: setup images lint ## Run every test: unit, kfp.local SubprocessRunner, DockerRunner end to end, TFDV env
+	$(BIN)/python -m pytest $(addprefix --ignore=,$(TFDV_TESTS)) $(PYTEST_ARGS)
+	TF_CPP_MIN_LOG_LEVEL=3 $(TFDV_VENV)/bin/python -m pytest -p no:cacheprovider -W ignore $(TFDV_TESTS) $(PYTEST_ARGS)
 
 .PHONY: demo
 demo: $(STAMP)/venv images ## The whole loop locally on the Bikeshare data, every task in its container
