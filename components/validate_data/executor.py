@@ -69,6 +69,9 @@ class Result:
     anomalies: dict  # dataset name -> Anomalies proto
     findings: list[Finding] = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+    baseline: object | None = (
+        None  # the drift baseline statistics, shown beside the data in the report
+    )
 
     @property
     def anomalies_found(self) -> bool:
@@ -255,7 +258,7 @@ def validate(
         anomalies[name] = result
         timings[f"validate_{name}"] = time.perf_counter() - started
     log.info("schema %s: %d anomalies", versioned.version, len(findings))
-    return Result(versioned.version, all_stats, anomalies, findings, timings)
+    return Result(versioned.version, all_stats, anomalies, findings, timings, baseline)
 
 
 # --------------------------------------------------------------------------- outputs

@@ -85,6 +85,11 @@ def _string_cell(feature, color: str) -> str:
 
 def _feature_table(result: Result) -> str:
     datasets = list(result.statistics.datasets)
+    if result.baseline is not None:
+        baseline = type(datasets[0])()
+        baseline.CopyFrom(result.baseline.datasets[0])
+        baseline.name = "drift baseline"
+        datasets.append(baseline)
     by_dataset = [{_name(f): f for f in d.features} for d in datasets]
     names = sorted({n for d in by_dataset for n in d})
     flagged = {(f.dataset, f.column) for f in result.findings}
