@@ -31,13 +31,13 @@ def _images_in(text: str) -> set[str]:
 
 def test_yaml_names_versioned_images_and_registry_is_a_compile_option():
     text = compile_mod.compile_one(TARGETS["pipelines/training/pipeline.yaml"])
-    assert _images_in(text) == {_images.PIPELINE_IMAGE}
+    assert _images_in(text) == {_images.PIPELINE_IMAGE, _images.TFDV_IMAGE}
     assert _images.PIPELINE_IMAGE.endswith(":" + __import__("components").__version__)
 
     moved = compile_mod.compile_one(
         TARGETS["pipelines/training/pipeline.yaml"], registry="gcr.io/acme/ml"
     )
-    assert _images_in(moved) == {_images.image("pipeline", registry="gcr.io/acme/ml")}
+    assert _images_in(moved) == {_images.image(f, registry="gcr.io/acme/ml") for f in ("pipeline", "tfdv")}
 
 
 def test_check_mode_reports_a_stale_yaml(tmp_path, capsys):
