@@ -37,7 +37,9 @@ def test_yaml_names_versioned_images_and_registry_is_a_compile_option():
     moved = compile_mod.compile_one(
         TARGETS["pipelines/training/pipeline.yaml"], registry="gcr.io/acme/ml"
     )
-    assert _images_in(moved) == {_images.image(f, registry="gcr.io/acme/ml") for f in ("pipeline", "tfdv")}
+    assert _images_in(moved) == {
+        _images.image(f, registry="gcr.io/acme/ml") for f in ("pipeline", "tfdv")
+    }
 
 
 def test_check_mode_reports_a_stale_yaml(tmp_path, capsys):
