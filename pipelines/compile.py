@@ -24,6 +24,9 @@ from kfp import compiler
 from components import _images
 from components.data_gate.component import data_gate
 from components.ingest.component import ingest
+from components.train.component import train
+from components.transform.component import transform
+from components.tune.component import tune
 from components.validate_data.component import validate_data
 from pipelines.training.pipeline import training_pipeline
 
@@ -34,6 +37,9 @@ TARGETS = [
     (ingest, "components/ingest/component.yaml"),
     (validate_data, "components/validate_data/component.yaml"),
     (data_gate, "components/data_gate/component.yaml"),
+    (transform, "components/transform/component.yaml"),
+    (tune, "components/tune/component.yaml"),
+    (train, "components/train/component.yaml"),
     (training_pipeline, "pipelines/training/pipeline.yaml"),
 ]
 

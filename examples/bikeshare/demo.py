@@ -59,10 +59,23 @@ def start_object_store():
 
 def describe(meta: dict) -> str:
     """One line about an artifact, from its metadata."""
-    if "sha256" in meta:
+    if "model_type" in meta:
+        scores = ", ".join(f"{k} {v:.4g}" for k, v in meta["eval_metrics"].items())
+        return (
+            f"{meta['model_type']} {meta['task']}, eval {scores}; sha256 {meta['sha256'][:16]}, "
+            f"data {meta['data_sha256'][:12]}, schema {meta['schema_version']}, transform {meta['transform_version']}"
+        )
+    if "transform_version" in meta:
+        return (
+            f"transform {meta['transform_version']}: {len(meta['features_in'])} features -> "
+            f"{len(meta['features_out'])} columns, fitted on {int(meta['fitted_rows'])} train rows"
+        )
+    if "num_columns" in meta:
         return (
             f"{int(meta['rows'])} rows x {int(meta['num_columns'])} cols, sha256 {meta['sha256']}"
         )
+    if "best_value" in meta:
+        return f"best objective {meta['best_value']:.5g} over {int(meta['trials'])} trials"
     parts = [f"schema {meta['schema_version']}"] if "schema_version" in meta else []
     if "rows" in meta:
         parts.append(", ".join(f"{k}: {int(v)} rows" for k, v in meta["rows"].items()))
@@ -70,6 +83,10 @@ def describe(meta: dict) -> str:
         parts.append(
             f"{int(meta['count'])} anomalies"
             + (f" in {', '.join(meta['columns'])}" if meta["columns"] else "")
+        )
+    if not parts and meta:
+        parts.append(
+            ", ".join(f"{k} {v:.4g}" for k, v in meta.items() if isinstance(v, int | float))
         )
     return "; ".join(parts)
 

@@ -1,4 +1,4 @@
-"""The training pipeline: ingest -> validate (TFDV) -> data gate -> (transform -> tune -> train: next).
+"""The training pipeline: ingest -> validate (TFDV) -> data gate -> transform -> tune -> train.
 
 Compiled to ``pipeline.yaml`` beside this file by ``make compile``.
 """
@@ -7,6 +7,9 @@ from kfp import dsl, kubernetes
 
 from components.data_gate.component import data_gate
 from components.ingest.component import ingest
+from components.train.component import train
+from components.transform.component import transform
+from components.tune.component import tune
 from components.validate_data.component import validate_data
 
 # The Secret that holds the object-store credentials on a cluster. Kubeflow's own
@@ -16,8 +19,8 @@ S3_SECRET_KEYS = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACC
 
 @dsl.pipeline(
     name="loopline-training",
-    description="Loopline training pipeline: ingest a snapshot, split it into versioned datasets, "
-    "validate them with TFDV against a versioned schema and stop a bad batch before training.",
+    description="Loopline training pipeline: ingest a snapshot into versioned splits, validate them with "
+    "TFDV (a bad batch stops here), fit the transform on train, tune with Optuna, train the model with lineage.",
 )
 def training_pipeline(
     source_uri: str,
@@ -35,6 +38,10 @@ def training_pipeline(
     s3_credentials_secret: str = "mlpipeline-minio-artifact",
     schema: str = "bikeshare",
     beam_args: str = "",
+    feature_spec: str = "bikeshare",
+    search_space: str = "bikeshare",
+    model_type: str = "gradient_boosting",
+    seed: int = 0,
 ):
     """Trains a Loopline model from a data snapshot.
 
@@ -54,6 +61,10 @@ def training_pipeline(
         s3_credentials_secret: Kubernetes Secret with ``accesskey`` / ``secretkey`` for the endpoint.
         schema: The versioned TFDV schema the data must meet (bundled name or path in the tfdv image).
         beam_args: Empty for in-memory TFDV statistics, or a JSON list of Apache Beam arguments.
+        feature_spec: The transform's feature spec (bundled name, path in the image, or JSON).
+        search_space: The tuning search space (bundled name, path in the image, or JSON).
+        model_type: ``gradient_boosting`` or ``linear``; must match the search space's model_type.
+        seed: Seed for tuning and training.
     """
     ingest_task = ingest(
         source_uri=source_uri,
@@ -83,7 +94,29 @@ def training_pipeline(
         schema=schema,
         beam_args=beam_args,
     ).set_display_name("validate")
-    data_gate(
+    gate = data_gate(
         anomalies_found=validation.outputs["anomalies_found"],
         anomalies=validation.outputs["anomalies"],
     ).set_display_name("data-gate")
+    # Nothing below runs unless the gate passed.
+    fitted = (
+        transform(train=ingest_task.outputs["train"], feature_spec=feature_spec)
+        .after(gate)
+        .set_display_name("transform")
+    )
+    tuning = tune(
+        train_data=ingest_task.outputs["train"],
+        eval_data=ingest_task.outputs["eval_data"],
+        transformer=fitted.outputs["transformer"],
+        search_space=search_space,
+        seed=seed,
+    ).set_display_name("tune")
+    train(
+        train_data=ingest_task.outputs["train"],
+        eval_data=ingest_task.outputs["eval_data"],
+        transformer=fitted.outputs["transformer"],
+        statistics=validation.outputs["statistics"],
+        params=tuning.outputs["Output"],
+        model_type=model_type,
+        seed=seed,
+    ).set_display_name("train")

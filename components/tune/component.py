@@ -1,0 +1,42 @@
+"""KFP definition of tune (local backend: Optuna); the logic is in ``executor.py``."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
+
+from components._images import PIPELINE_IMAGE
+
+
+@dsl.component(base_image=PIPELINE_IMAGE, install_kfp_package=False)
+def tune(
+    train_data: Input[Dataset],
+    eval_data: Input[Dataset],
+    transformer: Input[Artifact],
+    report: Output[Markdown],
+    search_space: str = "bikeshare",
+    seed: int = 0,
+) -> str:
+    """Searches the estimator's parameters with Optuna (Katib's algorithms, mapped) and returns the best.
+
+    Args:
+        train_data: The training split.
+        eval_data: The evaluation split the objective is measured on.
+        transformer: The fitted transform (fitted on train only).
+        report: Output. Markdown: the best trials and their parameters.
+        search_space: A bundled search-space name, a JSON path in the image, or JSON text.
+        seed: Seed of the sampler and the estimators.
+
+    Returns:
+        The best parameters as JSON, for the train step.
+    """
+    import json
+    import logging
+
+    from components.tune import executor
+    from components.tune import search_space as space
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", force=True)
+    result = executor.run(train_data.path, eval_data.path, transformer.path, search_space, seed)
+    with open(report.path, "w") as fh:
+        fh.write(executor.markdown(space.load(search_space), result))
+    report.metadata.update({"best_value": result.best_value, "trials": len(result.trials)})
+    return json.dumps(result.best_params, sort_keys=True)

@@ -1,0 +1,242 @@
+"""Tune, local backend: the search-space spec run with Optuna, trials in parallel on the cores.
+
+Katib's algorithm names map to Optuna samplers and pruners (README has the table):
+random -> RandomSampler, tpe -> TPESampler, multivariate-tpe -> TPESampler(multivariate),
+cmaes -> CmaEsSampler, grid -> GridSampler, sobol -> QMCSampler(sobol),
+hyperband -> RandomSampler with HyperbandPruner; early stopping medianstop -> MedianPruner.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import optuna
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from components.train import executor as train_exec
+from components.transform import executor as transform_exec
+from components.tune import search_space
+
+log = logging.getLogger("loopline.tune")
+GBM_STAGES = 4  # gradient boosting reports its eval score this many times per trial (for pruning)
+
+
+@dataclass
+class TuneResult:
+    best_params: dict
+    best_value: float
+    trials: list[dict] = field(default_factory=list)
+    wall_seconds: float = 0.0
+
+
+def _sampler(spec: dict, seed: int):
+    algorithm = spec["algorithm"]
+    if algorithm in ("random", "hyperband"):
+        return optuna.samplers.RandomSampler(seed=seed)
+    if algorithm == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if algorithm == "multivariate-tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    if algorithm == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed)
+    if algorithm == "sobol":
+        return optuna.samplers.QMCSampler(qmc_type="sobol", seed=seed)
+    if algorithm == "grid":
+        return optuna.samplers.GridSampler(_grid(spec), seed=seed)
+    raise search_space.SearchSpaceError(f"algorithm {algorithm!r} has no Optuna equivalent")
+
+
+def _grid(spec: dict) -> dict[str, list]:
+    grid = {}
+    for p in spec["parameters"]:
+        if p["type"] in ("categorical", "discrete"):
+            grid[p["name"]] = list(p["values"])
+        else:
+            step = p.get("step", 1)
+            values = np.arange(p["min"], p["max"] + step / 2, step)
+            grid[p["name"]] = (
+                [int(v) for v in values] if p["type"] == "int" else [float(v) for v in values]
+            )
+    return grid
+
+
+def _pruner(spec: dict):
+    if spec["algorithm"] == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=GBM_STAGES)
+    stopping = spec.get("early_stopping")
+    if stopping:
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=stopping.get("min_trials_required", 3),
+            n_warmup_steps=stopping.get("start_step", 1) - 1,
+        )
+    return optuna.pruners.NopPruner()
+
+
+def suggest(trial: optuna.Trial, spec: dict) -> dict:
+    params = {}
+    for p in spec["parameters"]:
+        if p["type"] == "int":
+            params[p["name"]] = trial.suggest_int(
+                p["name"],
+                int(p["min"]),
+                int(p["max"]),
+                step=int(p.get("step", 1)),
+                log=bool(p.get("log")),
+            )
+        elif p["type"] == "double":
+            params[p["name"]] = trial.suggest_float(
+                p["name"], p["min"], p["max"], step=p.get("step"), log=bool(p.get("log"))
+            )
+        else:
+            params[p["name"]] = trial.suggest_categorical(p["name"], list(p["values"]))
+    return params
+
+
+def make_objective(
+    spec: dict, transformer, feature_spec: dict, train: pd.DataFrame, valid: pd.DataFrame, seed: int
+):
+    """A trial function: fit on the transformed train split, score on the eval split."""
+    x_train, y_train = train_exec.split_xy(feature_spec, train)
+    x_valid, y_valid = train_exec.split_xy(feature_spec, valid)
+    xt_train, xt_valid = transformer.transform(x_train), transformer.transform(x_valid)
+    metric = spec["objective"]["metric"]
+    task = feature_spec["task"]
+    if metric not in train_exec.METRICS[task]:
+        raise search_space.SearchSpaceError(
+            f"objective.metric {metric!r} is not a {task} metric ({', '.join(train_exec.METRICS[task])})"
+        )
+    model_type = spec.get("model_type", "gradient_boosting")
+
+    class _Fitted:  # scores an estimator on already-transformed data
+        def __init__(self, estimator):
+            self.estimator = estimator
+
+        def predict(self, x):
+            return self.estimator.predict(x)
+
+        def predict_proba(self, x):
+            return self.estimator.predict_proba(x)
+
+    def objective(trial: optuna.Trial) -> float:
+        params = suggest(trial, spec)
+        estimator = train_exec.make_estimator(task, model_type, params, seed)
+        if model_type != "gradient_boosting":
+            estimator.fit(xt_train, y_train)
+            return train_exec.evaluate(task, _Fitted(estimator), xt_valid, y_valid)[metric]
+        total = estimator.get_params()["max_iter"]
+        estimator.set_params(warm_start=True, early_stopping=False)
+        for step in range(1, GBM_STAGES + 1):
+            estimator.set_params(max_iter=max(1, round(total * step / GBM_STAGES)))
+            estimator.fit(xt_train, y_train)
+            score = train_exec.evaluate(task, _Fitted(estimator), xt_valid, y_valid)[metric]
+            trial.report(score, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return score
+
+    return objective
+
+
+def run_optuna(
+    spec: dict,
+    transformer,
+    feature_spec: dict,
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    seed: int = 0,
+    threads_per_trial: int | None = None,
+) -> TuneResult:
+    """Runs the search; ``parallel_trials`` trials at a time, each limited to ``threads_per_trial`` threads."""
+    search_space.validate(spec)
+    objective = make_objective(spec, transformer, feature_spec, train, valid, seed)
+    study = optuna.create_study(
+        direction=spec["objective"]["goal"], sampler=_sampler(spec, seed), pruner=_pruner(spec)
+    )
+    parallel = spec.get("parallel_trials", 1)
+    threads = threads_per_trial or max(1, (os.cpu_count() or 1) // parallel)
+    started = time.perf_counter()
+
+    def progress(study_, trial):
+        done = len(study_.trials)
+        best = (
+            study_.best_value
+            if any(t.state.name == "COMPLETE" for t in study_.trials)
+            else float("nan")
+        )
+        log.info(
+            "trial %d/%d %s value=%s best=%.5g",
+            done,
+            spec["max_trials"],
+            trial.state.name,
+            trial.value,
+            best,
+        )
+
+    with threadpool_limits(limits=threads):
+        study.optimize(
+            objective,
+            n_trials=spec["max_trials"],
+            n_jobs=parallel,
+            catch=(ValueError, ArithmeticError),
+            callbacks=[progress],
+        )
+    failed = [t for t in study.trials if t.state.name == "FAIL"]
+    if len(failed) > spec.get("max_failed_trials", 0):
+        raise RuntimeError(
+            f"{len(failed)} trials failed (max_failed_trials={spec.get('max_failed_trials', 0)}); "
+            f"first failure: {failed[0].user_attrs or failed[0].system_attrs}"
+        )
+    trials = [
+        {"number": t.number, "state": t.state.name, "value": t.value, "params": t.params}
+        for t in study.trials
+    ]
+    return TuneResult(
+        study.best_params, float(study.best_value), trials, time.perf_counter() - started
+    )
+
+
+def run(
+    train_path: str, eval_path: str, transform_dir: str, spec_ref: str, seed: int = 0
+) -> TuneResult:
+    """Loads the data and the fitted transform, and runs the spec's search with Optuna."""
+    spec = search_space.load(spec_ref)
+    transformer, feature_spec = transform_exec.load(transform_dir)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return run_optuna(
+        spec,
+        transformer,
+        feature_spec,
+        pd.read_parquet(train_path),
+        pd.read_parquet(eval_path),
+        seed,
+    )
+
+
+def markdown(spec: dict, result: TuneResult) -> str:
+    """The trials as a Markdown report, best first."""
+    goal = spec["objective"]["goal"]
+    done = [t for t in result.trials if t["value"] is not None]
+    done.sort(key=lambda t: t["value"], reverse=goal == "maximize")
+    lines = [
+        "# Tuning (Optuna)",
+        "",
+        f"Algorithm `{spec['algorithm']}`, {len(result.trials)} trials, {spec.get('parallel_trials', 1)} in parallel, "
+        f"{result.wall_seconds:.1f} s. Objective: {goal} `{spec['objective']['metric']}` on the eval split.",
+        "",
+        f"**Best {spec['objective']['metric']} = {result.best_value:.5g}** with `{result.best_params}`",
+        "",
+        "| trial | state | value | parameters |",
+        "|---:|---|---:|---|",
+    ]
+    lines += [
+        f"| {t['number']} | {t['state']} | {t['value']:.5g} | `{t['params']}` |" for t in done[:20]
+    ]
+    pruned = sum(t["state"] == "PRUNED" for t in result.trials)
+    if pruned:
+        lines += ["", f"{pruned} trials pruned early."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,136 @@
+"""Tune, local backend: spec rules before any trial, every algorithm, pruning, and the component."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pandas as pd
+import pytest
+
+from components.transform import executor as transform_exec
+from components.tune import executor, search_space
+
+pytestmark = pytest.mark.unit
+
+SMALL = {
+    "objective": {"metric": "rmse", "goal": "minimize"},
+    "algorithm": "tpe",
+    "max_trials": 4,
+    "parallel_trials": 2,
+    "model_type": "gradient_boosting",
+    "parameters": [
+        {"name": "learning_rate", "type": "double", "min": 0.05, "max": 0.3, "step": 0.05},
+        {"name": "max_iter", "type": "int", "min": 10, "max": 30, "step": 10},
+        {"name": "loss", "type": "categorical", "values": ["squared_error", "poisson"]},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def data(bikeshare_csv):
+    frame = pd.read_csv(bikeshare_csv)
+    train, valid = frame.iloc[:3000], frame.iloc[3000:4000]
+    spec = transform_exec.load_spec("bikeshare")
+    return spec, transform_exec.fit(spec, train), train, valid
+
+
+@pytest.mark.parametrize("algorithm", search_space.ALGORITHMS)
+def test_every_algorithm_runs_the_spec(algorithm, data):
+    spec = {**copy.deepcopy(SMALL), "algorithm": algorithm}
+    feature_spec, transformer, train, valid = data
+    result = executor.run_optuna(spec, transformer, feature_spec, train, valid, seed=1)
+    assert len(result.trials) == 4
+    assert set(result.best_params) == {"learning_rate", "max_iter", "loss"}
+    completed = [t["value"] for t in result.trials if t["state"] == "COMPLETE"]
+    assert result.best_value == min(completed)
+
+
+def test_median_stopping_prunes_weak_trials(data):
+    spec = {
+        **copy.deepcopy(SMALL),
+        "algorithm": "random",
+        "max_trials": 16,
+        "parallel_trials": 1,
+        "early_stopping": {"algorithm": "medianstop", "min_trials_required": 3, "start_step": 1},
+        "parameters": [
+            {"name": "learning_rate", "type": "double", "min": 0.001, "max": 0.5, "log": True}
+        ],
+    }
+    feature_spec, transformer, train, valid = data
+    result = executor.run_optuna(spec, transformer, feature_spec, train, valid, seed=3)
+    assert any(t["state"] == "PRUNED" for t in result.trials)
+    assert "trials pruned early" in executor.markdown(spec, result)
+
+
+def _broken(**changes):
+    spec = copy.deepcopy(SMALL)
+    for key, value in changes.items():
+        if key == "param":
+            spec["parameters"][0].update(value)
+        else:
+            spec[key] = value
+    return spec
+
+
+BAD = {
+    "empty range": (
+        _broken(param={"min": 0.3, "max": 0.3}),
+        r"parameter 'learning_rate': empty range, min 0.3 >= max 0.3",
+    ),
+    "unknown algorithm": (_broken(algorithm="genetic"), r"algorithm 'genetic' is not supported"),
+    "budget below parallelism": (
+        _broken(max_trials=2, parallel_trials=3),
+        r"max_trials \(2\) is below parallel_trials \(3\)",
+    ),
+    "no parameters": (_broken(parameters=[]), r"parameters is empty"),
+    "bad goal": (_broken(objective={"metric": "rmse", "goal": "lower"}), r"objective.goal 'lower'"),
+    "log scale at zero": (_broken(param={"min": 0.0, "log": True}), r"a log scale needs min > 0"),
+    "empty values": (
+        _broken(parameters=[{"name": "loss", "type": "categorical", "values": []}]),
+        r"'loss': empty list of values",
+    ),
+    "grid without step": (
+        _broken(
+            algorithm="grid",
+            parameters=[{"name": "learning_rate", "type": "double", "min": 0.1, "max": 0.2}],
+        ),
+        r"grid algorithm needs a step",
+    ),
+    "unknown early stopping": (
+        _broken(early_stopping={"algorithm": "patience"}),
+        r"early_stopping.algorithm 'patience'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
+def test_bad_search_space_is_rejected_before_any_trial(case, data, monkeypatch):
+    spec, message = BAD[case]
+    feature_spec, transformer, train, valid = data
+    monkeypatch.setattr(executor, "make_objective", lambda *a, **k: pytest.fail("a trial ran"))
+    with pytest.raises(search_space.SearchSpaceError, match=message):
+        executor.run_optuna(spec, transformer, feature_spec, train, valid)
+
+
+def test_wrong_metric_for_the_task_is_named(data):
+    feature_spec, transformer, train, valid = data
+    spec = _broken(objective={"metric": "accuracy", "goal": "maximize"})
+    with pytest.raises(
+        search_space.SearchSpaceError, match="'accuracy' is not a regression metric"
+    ):
+        executor.run_optuna(spec, transformer, feature_spec, train, valid)
+
+
+def test_feature_spec_naming_a_missing_column_fails_before_any_trial(data):
+    feature_spec, transformer, train, valid = data
+    with pytest.raises(transform_exec.TransformSpecError, match="lacks: bikers"):
+        executor.run_optuna(
+            copy.deepcopy(SMALL), transformer, feature_spec, train.drop(columns=["bikers"]), valid
+        )
+
+
+def test_bundled_search_space_is_valid():
+    spec = search_space.load("bikeshare")
+    assert spec["algorithm"] == "tpe" and spec["max_trials"] >= spec["parallel_trials"]
+    assert search_space.load(json.dumps(SMALL))["max_trials"] == 4
