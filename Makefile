@@ -9,6 +9,7 @@ SHELL := /bin/bash
 PYTHON       ?= python3
 VENV         ?= .venv
 TFDV_VENV    ?= .venv-tfdv
+TUNER_VENV   ?= .venv-tuner
 VERSION      := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' components/_version.py)
 REVISION     := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 REGISTRY     ?= loopline
@@ -18,7 +19,7 @@ BASE_IMAGE   ?= python:3.11-slim-bookworm
 LOCAL_BASE   ?= loopline/base:py3.11-bookworm
 # Extra CA certificates for pip inside image builds (a TLS-intercepting proxy, say).
 EXTRA_CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
-IMAGES       := pipeline tfdv
+IMAGES       := pipeline tfdv tuner
 PIPELINE_ROOT ?= $(CURDIR)/.build/pipeline_root
 PYTEST_ARGS  ?=
 
@@ -47,8 +48,15 @@ $(STAMP)/venv-tfdv: images/tfdv/requirements.txt
 	$(TFDV_VENV)/bin/pip install -q -r images/tfdv/requirements.txt pytest==$$(sed -n 's/^pytest==//p' tests/requirements.txt) $(QUIET_PIP)
 	@touch $@
 
+$(STAMP)/venv-tuner: images/tuner/requirements.txt
+	@mkdir -p $(STAMP)
+	@echo "setup: tuner env $(TUNER_VENV) (the Katib SDK)"
+	@test -x $(TUNER_VENV)/bin/python || $(PYTHON) -m venv $(TUNER_VENV)
+	$(TUNER_VENV)/bin/pip install -q -r images/tuner/requirements.txt pytest==$$(sed -n 's/^pytest==//p' tests/requirements.txt) $(QUIET_PIP)
+	@touch $@
+
 .PHONY: setup
-setup: $(STAMP)/venv $(STAMP)/venv-tfdv ## Create the dev virtualenvs (main env; TFDV env) from the locked requirements
+setup: $(STAMP)/venv $(STAMP)/venv-tfdv $(STAMP)/venv-tuner ## Create the dev virtualenvs (main env; TFDV env; tuner env) from the locked requirements
 
 .PHONY: lock
 lock: ## Re-resolve the requirement locks from the requirements.in files (slow; needs PyPI)
@@ -102,10 +110,12 @@ lint: $(STAMP)/venv ## ruff check and format check
 
 # ---------------------------------------------------------------- the two commands
 TFDV_TESTS := $(wildcard components/*/tests/test_tfdv_*.py)
+TUNER_TESTS := $(wildcard components/*/tests/test_tuner_*.py)
 
 .PHONY: test
-test: setup images lint ## Run every test: unit, kfp.local SubprocessRunner, DockerRunner end to end, TFDV env
-	$(BIN)/python -m pytest $(addprefix --ignore=,$(TFDV_TESTS)) $(PYTEST_ARGS)
+test: setup images lint ## Run every test: unit, kfp.local SubprocessRunner, DockerRunner end to end, TFDV and tuner envs
+	$(BIN)/python -m pytest $(addprefix --ignore=,$(TFDV_TESTS) $(TUNER_TESTS)) $(PYTEST_ARGS)
+	$(TUNER_VENV)/bin/python -m pytest -p no:cacheprovider $(TUNER_TESTS) $(PYTEST_ARGS)
 	TF_CPP_MIN_LOG_LEVEL=3 $(TFDV_VENV)/bin/python -m pytest -p no:cacheprovider -W ignore $(TFDV_TESTS) $(PYTEST_ARGS)
 
 .PHONY: demo
@@ -114,5 +124,5 @@ demo: $(STAMP)/venv images ## The whole loop locally on the Bikeshare data, ever
 
 .PHONY: clean
 clean: ## Remove venvs, build outputs and local pipeline runs (images stay; `docker rmi` them)
-	rm -rf $(VENV) $(TFDV_VENV) .build .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TFDV_VENV) $(TUNER_VENV) .build .pytest_cache .ruff_cache
 	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -12,7 +12,7 @@ from __future__ import annotations
 from components._version import __version__
 
 DEFAULT_REGISTRY = "loopline"
-FAMILIES = ("pipeline", "tfdv")
+FAMILIES = ("pipeline", "tfdv", "tuner")
 
 
 def image(family: str, registry: str = DEFAULT_REGISTRY, version: str = __version__) -> str:
@@ -48,3 +48,4 @@ def retarget(uri: str, registry: str) -> str:
 
 PIPELINE_IMAGE = image("pipeline")
 TFDV_IMAGE = image("tfdv")
+TUNER_IMAGE = image("tuner")

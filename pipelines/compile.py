@@ -27,6 +27,7 @@ from components.ingest.component import ingest
 from components.train.component import train
 from components.transform.component import transform
 from components.tune.component import tune
+from components.tune.katib_component import tune_katib
 from components.validate_data.component import validate_data
 from pipelines.training.pipeline import training_pipeline
 
@@ -39,11 +40,16 @@ TARGETS = [
     (data_gate, "components/data_gate/component.yaml"),
     (transform, "components/transform/component.yaml"),
     (tune, "components/tune/component.yaml"),
+    (tune_katib, "components/tune/katib_component.yaml"),
     (train, "components/train/component.yaml"),
     (training_pipeline, "pipelines/training/pipeline.yaml"),
 ]
 
-_IMAGE_LINE = re.compile(r"^(\s*image:\s*)(\S+)\s*$", re.MULTILINE)
+# A Loopline image URI anywhere in the YAML: container images and parameter defaults
+# (tune_katib's trial_image) alike.
+_IMAGE_URI = re.compile(
+    rf"(?<![\w./-]){re.escape(_images.DEFAULT_REGISTRY)}/(?:{'|'.join(_images.FAMILIES)}):[\w.+-]+"
+)
 
 
 def compile_one(target, registry: str = _images.DEFAULT_REGISTRY) -> str:
@@ -53,7 +59,7 @@ def compile_one(target, registry: str = _images.DEFAULT_REGISTRY) -> str:
         compiler.Compiler().compile(target, package_path=path)
         text = Path(path).read_text()
     if registry != _images.DEFAULT_REGISTRY:
-        text = _IMAGE_LINE.sub(lambda m: m.group(1) + _images.retarget(m.group(2), registry), text)
+        text = _IMAGE_URI.sub(lambda m: _images.retarget(m.group(0), registry), text)
     return text
 
 

@@ -31,15 +31,17 @@ def _images_in(text: str) -> set[str]:
 
 def test_yaml_names_versioned_images_and_registry_is_a_compile_option():
     text = compile_mod.compile_one(TARGETS["pipelines/training/pipeline.yaml"])
-    assert _images_in(text) == {_images.PIPELINE_IMAGE, _images.TFDV_IMAGE}
+    assert _images_in(text) == {_images.PIPELINE_IMAGE, _images.TFDV_IMAGE, _images.TUNER_IMAGE}
     assert _images.PIPELINE_IMAGE.endswith(":" + __import__("components").__version__)
 
     moved = compile_mod.compile_one(
         TARGETS["pipelines/training/pipeline.yaml"], registry="gcr.io/acme/ml"
     )
     assert _images_in(moved) == {
-        _images.image(f, registry="gcr.io/acme/ml") for f in ("pipeline", "tfdv")
+        _images.image(f, registry="gcr.io/acme/ml") for f in _images.FAMILIES
     }
+    # Image names in parameter defaults move too (tune_katib's trial_image).
+    assert f"{_images.DEFAULT_REGISTRY}/" not in moved
 
 
 def test_check_mode_reports_a_stale_yaml(tmp_path, capsys):

@@ -27,6 +27,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from components import _storage as storage
+
 log = logging.getLogger("loopline.ingest")
 
 SPLITS = ("train", "eval", "holdout")
@@ -130,37 +132,6 @@ def _local_path(uri: str) -> str | None:
     return None
 
 
-def _fetch_s3(uri: str, endpoint: str, secure: bool, dest: str) -> None:
-    from minio import Minio
-    from minio.error import S3Error
-
-    parsed = urlparse(uri)
-    bucket, key = parsed.netloc, parsed.path.lstrip("/")
-    if not bucket or not key:
-        raise IngestError(
-            f"source_uri {uri!r}: an s3 URI needs a bucket and a key (s3://bucket/key)"
-        )
-    if not endpoint:
-        raise IngestError(f"source_uri {uri!r} is on s3 but s3_endpoint is empty")
-    access_key = os.environ.get("AWS_ACCESS_KEY_ID", "")
-    secret_key = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
-    if not access_key or not secret_key:
-        raise IngestError(
-            f"source_uri {uri!r}: no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-            "(on a cluster the pipeline takes them from the Secret named by s3_credentials_secret)"
-        )
-    endpoint = endpoint.split("://", 1)[-1]
-    client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure)
-    try:
-        client.fget_object(bucket, key, dest)
-    except S3Error as exc:
-        if exc.code in ("NoSuchKey", "NoSuchBucket"):
-            raise IngestError(f"source_uri {uri!r} not found on {endpoint}: {exc.code}") from exc
-        raise IngestError(
-            f"source_uri {uri!r}: cannot read from {endpoint}: {exc.code}: {exc.message}"
-        ) from exc
-
-
 def _detect_format(uri: str, file_format: str) -> str:
     if file_format not in FORMATS:
         raise IngestError(
@@ -240,15 +211,18 @@ def read_snapshot(
         if not os.access(local, os.R_OK):
             raise IngestError(f"source_uri {uri!r} is not readable (permission denied)")
         return _parse(local, uri, fmt), _sha256_file(local)
-    scheme = urlparse(uri).scheme
-    if scheme not in ("s3", "minio"):
+    if not storage.is_remote(uri):
+        scheme = urlparse(uri).scheme
         raise IngestError(
             f"source_uri {uri!r}: scheme {scheme!r} not supported (use a path, file:// or s3://)"
         )
     with tempfile.TemporaryDirectory() as tmp:
         dest = os.path.join(tmp, "snapshot")
         log.info("downloading %s from %s", uri, s3_endpoint)
-        _fetch_s3(uri, s3_endpoint, s3_secure, dest)
+        try:
+            storage.fetch(uri, dest, s3_endpoint, s3_secure)
+        except storage.StorageError as exc:
+            raise IngestError(str(exc)) from exc
         return _parse(dest, uri, fmt), _sha256_file(dest)
 
 

@@ -10,6 +10,7 @@ from components.ingest.component import ingest
 from components.train.component import train
 from components.transform.component import transform
 from components.tune.component import tune
+from components.tune.katib_component import tune_katib
 from components.validate_data.component import validate_data
 
 # The Secret that holds the object-store credentials on a cluster. Kubeflow's own
@@ -42,6 +43,10 @@ def training_pipeline(
     search_space: str = "bikeshare",
     model_type: str = "gradient_boosting",
     seed: int = 0,
+    tuning_backend: str = "optuna",
+    katib_experiment_name: str = "loopline-tune",
+    katib_namespace: str = "kubeflow-user-example-com",
+    katib_timeout_minutes: float = 60.0,
 ):
     """Trains a Loopline model from a data snapshot.
 
@@ -65,6 +70,11 @@ def training_pipeline(
         search_space: The tuning search space (bundled name, path in the image, or JSON).
         model_type: ``gradient_boosting`` or ``linear``; must match the search space's model_type.
         seed: Seed for tuning and training.
+        tuning_backend: ``optuna`` (in the pipeline image: laptops, CI, any cluster) or ``katib``
+            (a Katib Experiment with the same search space and algorithm; needs Katib).
+        katib_experiment_name: The Katib Experiment's name (unique per run).
+        katib_namespace: The namespace the Katib Experiment is created in.
+        katib_timeout_minutes: How long the pipeline waits for the Katib Experiment.
     """
     ingest_task = ingest(
         source_uri=source_uri,
@@ -104,19 +114,39 @@ def training_pipeline(
         .after(gate)
         .set_display_name("transform")
     )
-    tuning = tune(
-        train_data=ingest_task.outputs["train"],
-        eval_data=ingest_task.outputs["eval_data"],
-        transformer=fitted.outputs["transformer"],
-        search_space=search_space,
-        seed=seed,
-    ).set_display_name("tune")
+    with dsl.If(tuning_backend == "katib", name="tune-on-katib"):
+        on_katib = tune_katib(
+            train_data=ingest_task.outputs["train"],
+            eval_data=ingest_task.outputs["eval_data"],
+            transformer=fitted.outputs["transformer"],
+            search_space=search_space,
+            experiment_name=katib_experiment_name,
+            namespace=katib_namespace,
+            s3_endpoint=s3_endpoint,
+            timeout_minutes=katib_timeout_minutes,
+            seed=seed,
+        ).set_display_name("tune (Katib)")
+        kubernetes.use_secret_as_env(
+            on_katib,
+            secret_name=s3_credentials_secret,
+            secret_key_to_env=S3_SECRET_KEYS,
+            optional=True,
+        )
+    with dsl.Else(name="tune-with-optuna"):
+        with_optuna = tune(
+            train_data=ingest_task.outputs["train"],
+            eval_data=ingest_task.outputs["eval_data"],
+            transformer=fitted.outputs["transformer"],
+            search_space=search_space,
+            seed=seed,
+        ).set_display_name("tune")
+    best_params = dsl.OneOf(on_katib.outputs["best_params"], with_optuna.outputs["Output"])
     train(
         train_data=ingest_task.outputs["train"],
         eval_data=ingest_task.outputs["eval_data"],
         transformer=fitted.outputs["transformer"],
         statistics=validation.outputs["statistics"],
-        params=tuning.outputs["Output"],
+        params=best_params,
         model_type=model_type,
         seed=seed,
     ).set_display_name("train")

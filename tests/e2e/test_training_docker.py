@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from components import __version__
+from components import __version__, _images
 from pipelines import local as local_run
 from pipelines.training.pipeline import training_pipeline
 from tests.fixtures import docker_run
@@ -18,7 +18,7 @@ from tests.fixtures import docker_run
 pytestmark = pytest.mark.docker
 
 
-@pytest.mark.parametrize("family", ["pipeline", "tfdv"])
+@pytest.mark.parametrize("family", _images.FAMILIES)
 def test_images_run_as_non_root_with_oci_labels(built_images, family):
     assert int(docker_run(built_images[family], "id", "-u")) > 0
     labels = json.loads(

@@ -1,0 +1,77 @@
+"""KFP definition of tune_katib: the tune step on a cluster, a container component in the tuner image."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Output, OutputPath
+
+from components._images import PIPELINE_IMAGE, TUNER_IMAGE
+
+
+@dsl.container_component
+def tune_katib(
+    train_data: Input[Dataset],
+    eval_data: Input[Dataset],
+    transformer: Input[Artifact],
+    best_params: OutputPath(str),
+    report: Output[Markdown],
+    search_space: str = "bikeshare",
+    experiment_name: str = "loopline-tune",
+    namespace: str = "kubeflow-user-example-com",
+    trial_image: str = PIPELINE_IMAGE,
+    s3_endpoint: str = "minio-service.kubeflow:9000",
+    service_account: str = "loopline-pipeline-runner",
+    timeout_minutes: float = 60.0,
+    seed: int = 0,
+):
+    """Runs the search-space spec as a Katib Experiment and returns the best parameters.
+
+    Each trial runs ``python -m components.tune.trial`` in ``trial_image`` and reads the
+    data from the artifacts' object-store URIs. The step waits up to ``timeout_minutes``
+    and fails with Katib's own condition message when the Experiment fails.
+
+    Args:
+        train_data: The training split.
+        eval_data: The evaluation split the objective is measured on.
+        transformer: The fitted transform.
+        best_params: Output. The best parameters as JSON, for the train step.
+        report: Output. Markdown: the Experiment and its best trial.
+        search_space: A bundled search-space name, a JSON path in the image, or JSON text.
+        experiment_name: The Experiment's name (a DNS-1123 label; make it unique per run).
+        namespace: The namespace to create the Experiment in (the run's profile namespace).
+        trial_image: The image whose training entrypoint the trials run.
+        s3_endpoint: The object store the trials read the artifacts from.
+        service_account: Service account of the trial pods (manifests/ creates it).
+        timeout_minutes: How long to wait for the Experiment to succeed.
+        seed: Seed of the algorithm and the estimator.
+    """
+    return dsl.ContainerSpec(
+        image=TUNER_IMAGE,
+        command=["python", "-m", "components.tune.katib_launcher"],
+        args=[
+            "--search-space",
+            search_space,
+            "--name",
+            experiment_name,
+            "--namespace",
+            namespace,
+            "--trial-image",
+            trial_image,
+            "--train",
+            train_data.uri,
+            "--eval",
+            eval_data.uri,
+            "--transformer",
+            transformer.uri,
+            "--s3-endpoint",
+            s3_endpoint,
+            "--service-account",
+            service_account,
+            "--timeout-minutes",
+            timeout_minutes,
+            "--seed",
+            seed,
+            "--best-params-out",
+            best_params,
+            "--report-out",
+            report.path,
+        ],
+    )
