@@ -22,9 +22,14 @@ print(exp.metadata.labels["app.kubernetes.io/part-of"], exp.spec.max_trial_count
 
 def test_katib_sdk_in_the_tuner_image_reads_a_generated_experiment(built_images):
     out = subprocess.run(
-        ["docker", "run", "--rm", built_images["tuner"], "python", "-c", SNIPPET], capture_output=True, text=True
+        ["docker", "run", "--rm", built_images["tuner"], "python", "-c", SNIPPET],
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0, out.stderr[-1500:]
     assert out.stdout.split() == ["loopline", "20", "tpe"]
-    no_kfp = subprocess.run(["docker", "run", "--rm", built_images["tuner"], "python", "-c", "import kfp"], capture_output=True)
+    no_kfp = subprocess.run(
+        ["docker", "run", "--rm", built_images["tuner"], "python", "-c", "import kfp"],
+        capture_output=True,
+    )
     assert no_kfp.returncode != 0
