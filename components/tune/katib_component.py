@@ -15,6 +15,7 @@ def tune_katib(
     report: Output[Markdown],
     search_space: str = "bikeshare",
     experiment_name: str = "loopline-tune",
+    run_id: str = "",
     namespace: str = "kubeflow-user-example-com",
     trial_image: str = PIPELINE_IMAGE,
     s3_endpoint: str = "minio-service.kubeflow:9000",
@@ -35,7 +36,9 @@ def tune_katib(
         best_params: Output. The best parameters as JSON, for the train step.
         report: Output. Markdown: the Experiment and its best trial.
         search_space: A bundled search-space name, a JSON path in the image, or JSON text.
-        experiment_name: The Experiment's name (a DNS-1123 label; make it unique per run).
+        experiment_name: The Experiment's name, or its prefix when ``run_id`` is given.
+        run_id: Appended to the name so that every run has its own Experiment (the pipeline
+            passes the run's job id).
         namespace: The namespace to create the Experiment in (the run's profile namespace).
         trial_image: The image whose training entrypoint the trials run.
         s3_endpoint: The object store the trials read the artifacts from.

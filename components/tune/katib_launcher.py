@@ -99,6 +99,12 @@ def launch(client, body: dict, timeout_s: float, poll_s: float = 15.0) -> tuple[
     return params, metrics
 
 
+def experiment_name(prefix: str, run_id: str) -> str:
+    """``prefix-run_id`` cut to a DNS-1123 label (63 characters, lower case, no trailing dash)."""
+    name = f"{prefix}-{run_id}" if run_id else prefix
+    return name.lower()[:63].rstrip("-")
+
+
 def _typed(text: str):
     try:
         return json.loads(text)
@@ -120,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         "transformer",
     ):
         parser.add_argument(f"--{name}", required=True)
+    parser.add_argument("--run-id", default="", help="appended to --name: one Experiment per run")
     parser.add_argument("--s3-endpoint", default="")
     parser.add_argument("--service-account", default="loopline-pipeline-runner")
     parser.add_argument("--seed", type=int, default=0)
@@ -156,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         fh.write(json.dumps(params, sort_keys=True))
     with open(args.report_out, "w") as fh:
         fh.write(
-            f"# Tuning (Katib)\n\nExperiment `{args.namespace}/{args.name}`, algorithm `{spec['algorithm']}`, "
+            f"# Tuning (Katib)\n\nExperiment `{args.namespace}/{name}`, algorithm `{spec['algorithm']}`, "
             f"{spec['max_trials']} trials, {spec.get('parallel_trials', 1)} in parallel.\n\n"
             f"**Best {json.dumps(metrics)}** with `{json.dumps(params, sort_keys=True)}`\n"
         )

@@ -44,7 +44,6 @@ def training_pipeline(
     model_type: str = "gradient_boosting",
     seed: int = 0,
     tuning_backend: str = "optuna",
-    katib_experiment_name: str = "loopline-tune",
     katib_namespace: str = "kubeflow-user-example-com",
     katib_timeout_minutes: float = 60.0,
 ):
@@ -72,7 +71,6 @@ def training_pipeline(
         seed: Seed for tuning and training.
         tuning_backend: ``optuna`` (in the pipeline image: laptops, CI, any cluster) or ``katib``
             (a Katib Experiment with the same search space and algorithm; needs Katib).
-        katib_experiment_name: The Katib Experiment's name (unique per run).
         katib_namespace: The namespace the Katib Experiment is created in.
         katib_timeout_minutes: How long the pipeline waits for the Katib Experiment.
     """
@@ -120,7 +118,8 @@ def training_pipeline(
             eval_data=ingest_task.outputs["eval_data"],
             transformer=fitted.outputs["transformer"],
             search_space=search_space,
-            experiment_name=katib_experiment_name,
+            experiment_name="loopline-tune",
+            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             namespace=katib_namespace,
             s3_endpoint=s3_endpoint,
             timeout_minutes=katib_timeout_minutes,

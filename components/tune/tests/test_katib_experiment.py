@@ -177,3 +177,13 @@ def test_bad_search_space_never_becomes_an_experiment():
         search_space.SearchSpaceError, match=r"max_trials \(1\) is below parallel_trials \(2\)"
     ):
         build(spec)
+
+
+def test_each_run_gets_its_own_valid_experiment_name():
+    from components.tune.katib_launcher import experiment_name
+
+    run_a = experiment_name("loopline-tune", "7C1E5A2B-0D3F-4E5A-9B8C-1D2E3F4A5B6C")
+    run_b = experiment_name("loopline-tune", "0a1b2c3d-0d3f-4e5a-9b8c-1d2e3f4a5b6c")
+    assert run_a != run_b and len(run_a) <= 63
+    for name in (run_a, run_b, experiment_name("x" * 70, "")):
+        katib.check_webhook_rules({**build(), "metadata": {"name": name, "namespace": "team-a"}})
