@@ -9,13 +9,18 @@ hyperband -> RandomSampler with HyperbandPruner; early stopping medianstop -> Me
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import optuna
 import pandas as pd
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.study import MaxTrialsCallback
 from threadpoolctl import threadpool_limits
 
 from components.train import executor as train_exec
@@ -142,6 +147,30 @@ def make_objective(
     return objective
 
 
+def _worker(study, objective, spec: dict, threads: int, index: int) -> None:
+    """Runs trials until the study holds ``max_trials`` of them (across every worker)."""
+    if index:
+        # Each worker samples its own way: a forked copy of the sampler would repeat the first.
+        study.sampler.reseed_rng()
+
+    def progress(study_, trial):
+        log.info(
+            "trial %d/%d %s value=%s",
+            trial.number + 1,
+            spec["max_trials"],
+            trial.state.name,
+            trial.value,
+        )
+
+    with threadpool_limits(limits=threads):
+        study.optimize(
+            objective,
+            n_trials=spec["max_trials"],
+            catch=(ValueError, ArithmeticError),
+            callbacks=[MaxTrialsCallback(spec["max_trials"], states=None), progress],
+        )
+
+
 def run_optuna(
     spec: dict,
     transformer,
@@ -154,50 +183,56 @@ def run_optuna(
     """Runs the search; ``parallel_trials`` trials at a time, each limited to ``threads_per_trial`` threads."""
     search_space.validate(spec)
     objective = make_objective(spec, transformer, feature_spec, train, valid, seed)
-    study = optuna.create_study(
-        direction=spec["objective"]["goal"], sampler=_sampler(spec, seed), pruner=_pruner(spec)
-    )
     parallel = spec.get("parallel_trials", 1)
     threads = threads_per_trial or max(1, (os.cpu_count() or 1) // parallel)
     started = time.perf_counter()
-
-    def progress(study_, trial):
-        done = len(study_.trials)
-        best = (
-            study_.best_value
-            if any(t.state.name == "COMPLETE" for t in study_.trials)
-            else float("nan")
+    with tempfile.TemporaryDirectory() as tmp:
+        # Trials share one study through a journal file, so that they can run in processes:
+        # threads serialise on the GIL (measured: 2 threads took 2.9x the wall time of 1).
+        storage = JournalStorage(JournalFileBackend(os.path.join(tmp, "study.log")))
+        study = optuna.create_study(
+            storage=storage,
+            direction=spec["objective"]["goal"],
+            sampler=_sampler(spec, seed),
+            pruner=_pruner(spec),
         )
-        log.info(
-            "trial %d/%d %s value=%s best=%.5g",
-            done,
-            spec["max_trials"],
-            trial.state.name,
-            trial.value,
-            best,
-        )
-
-    with threadpool_limits(limits=threads):
-        study.optimize(
-            objective,
-            n_trials=spec["max_trials"],
-            n_jobs=parallel,
-            catch=(ValueError, ArithmeticError),
-            callbacks=[progress],
-        )
-    failed = [t for t in study.trials if t.state.name == "FAIL"]
-    if len(failed) > spec.get("max_failed_trials", 0):
+        if parallel == 1:
+            _worker(study, objective, spec, threads, 0)
+        else:
+            context = multiprocessing.get_context(
+                "fork"
+            )  # workers inherit the data and the objective
+            workers = [
+                context.Process(target=_worker, args=(study, objective, spec, threads, i))
+                for i in range(parallel)
+            ]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+            broken = [w.exitcode for w in workers if w.exitcode != 0]
+            if broken:
+                raise RuntimeError(
+                    f"{len(broken)} tuning worker processes died (exit codes {broken})"
+                )
+        study = optuna.load_study(study_name=study.study_name, storage=storage)
+        done = study.get_trials(deepcopy=True)
+        best = study.best_trial if any(t.state.name == "COMPLETE" for t in done) else None
+    failed = [t for t in done if t.state.name == "FAIL"]
+    if len(failed) > spec.get("max_failed_trials", 0) or best is None:
         raise RuntimeError(
-            f"{len(failed)} trials failed (max_failed_trials={spec.get('max_failed_trials', 0)}); "
-            f"first failure: {failed[0].user_attrs or failed[0].system_attrs}"
+            f"{len(failed)} of {len(done)} trials failed (max_failed_trials={spec.get('max_failed_trials', 0)})"
+            + (
+                f"; first failure: {failed[0].system_attrs.get('fail_reason', '')}"
+                if failed
+                else ""
+            )
         )
     trials = [
         {"number": t.number, "state": t.state.name, "value": t.value, "params": t.params}
-        for t in study.trials
+        for t in done
     ]
-    return TuneResult(
-        study.best_params, float(study.best_value), trials, time.perf_counter() - started
-    )
+    return TuneResult(best.params, float(best.value), trials, time.perf_counter() - started)
 
 
 def run(
