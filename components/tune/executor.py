@@ -3,6 +3,7 @@
 Katib's algorithm names map to Optuna samplers and pruners (README has the table):
 random -> RandomSampler, tpe -> TPESampler, multivariate-tpe -> TPESampler(multivariate),
 cmaes -> CmaEsSampler, grid -> GridSampler, sobol -> QMCSampler(sobol),
+bayesianoptimization -> a scikit-optimize GP sampler (as Katib's own service),
 hyperband -> RandomSampler with HyperbandPruner; early stopping medianstop -> MedianPruner.
 """
 
@@ -26,6 +27,7 @@ from threadpoolctl import threadpool_limits
 from components.train import executor as train_exec
 from components.transform import executor as transform_exec
 from components.tune import search_space
+from components.tune.bayesian import BayesianOptimizationSampler
 
 log = logging.getLogger("loopline.tune")
 GBM_STAGES = 4  # gradient boosting reports its eval score this many times per trial (for pruning)
@@ -53,6 +55,8 @@ def _sampler(spec: dict, seed: int):
         return optuna.samplers.QMCSampler(qmc_type="sobol", seed=seed)
     if algorithm == "grid":
         return optuna.samplers.GridSampler(_grid(spec), seed=seed)
+    if algorithm == "bayesianoptimization":
+        return BayesianOptimizationSampler(seed=seed)
     raise search_space.SearchSpaceError(f"algorithm {algorithm!r} has no Optuna equivalent")
 
 

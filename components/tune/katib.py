@@ -24,9 +24,10 @@ KATIB_ALGORITHMS = {
     "cmaes": "cmaes",
     "grid": "grid",
     "sobol": "sobol",
+    "bayesianoptimization": "bayesianoptimization",
     "hyperband": "hyperband",
 }
-KNOWN_ALGORITHMS = set(KATIB_ALGORITHMS.values()) | {"bayesianoptimization", "enas", "darts", "pbt"}
+KNOWN_ALGORITHMS = set(KATIB_ALGORITHMS.values()) | {"enas", "darts", "pbt"}
 PRIMARY_CONTAINER = "training"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -117,7 +118,8 @@ def experiment(
             "algorithm": {
                 "algorithmName": KATIB_ALGORITHMS[spec["algorithm"]],
                 "algorithmSettings": [{"name": "random_state", "value": str(seed)}]
-                if spec["algorithm"] in ("random", "tpe", "multivariate-tpe", "cmaes")
+                if spec["algorithm"]
+                in ("random", "tpe", "multivariate-tpe", "cmaes", "bayesianoptimization")
                 else [],
             },
             "maxTrialCount": spec["max_trials"],

@@ -3,7 +3,7 @@
 Spec (JSON), in Katib's vocabulary::
 
     {"objective": {"metric": "rmse", "goal": "minimize"},
-     "algorithm": "tpe",                # random tpe multivariate-tpe cmaes grid sobol hyperband
+     "algorithm": "tpe",  # random tpe multivariate-tpe cmaes grid sobol bayesianoptimization hyperband
      "max_trials": 30, "parallel_trials": 2, "max_failed_trials": 3,
      "early_stopping": {"algorithm": "medianstop", "min_trials_required": 3, "start_step": 1},
      "model_type": "gradient_boosting",
@@ -22,7 +22,16 @@ import math
 from pathlib import Path
 
 SPECS_DIR = Path(__file__).resolve().parent / "specs"
-ALGORITHMS = ("random", "tpe", "multivariate-tpe", "cmaes", "grid", "sobol", "hyperband")
+ALGORITHMS = (
+    "random",
+    "tpe",
+    "multivariate-tpe",
+    "cmaes",
+    "grid",
+    "sobol",
+    "bayesianoptimization",
+    "hyperband",
+)
 EARLY_STOPPING = ("medianstop",)
 TYPES = ("int", "double", "categorical", "discrete")
 GOALS = ("minimize", "maximize")
