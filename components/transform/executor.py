@@ -33,6 +33,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 
 from components import __version__ as CODE_VERSION
+from components._specs import load_json
 
 SPECS_DIR = Path(__file__).resolve().parent / "specs"
 KINDS = ("numeric", "categorical", "cyclical", "passthrough")
@@ -87,20 +88,8 @@ class CyclicalEncoder(TransformerMixin, BaseEstimator):
 
 
 def load_spec(name_or_path: str) -> dict:
-    """Loads a spec by bundled name (``bikeshare``) or JSON path, or parses a JSON string."""
-    text = name_or_path.strip()
-    if text.startswith("{"):
-        spec = json.loads(text)
-    else:
-        path = Path(name_or_path)
-        if not path.exists():
-            path = SPECS_DIR / f"{name_or_path}.json"
-        if not path.exists():
-            known = sorted(p.stem for p in SPECS_DIR.glob("*.json"))
-            raise TransformSpecError(
-                f"feature spec {name_or_path!r} not found; bundled: {', '.join(known)}"
-            )
-        spec = json.loads(path.read_text())
+    """Loads a spec by bundled name (``bikeshare``), JSON path or JSON text, and validates it."""
+    spec = load_json(name_or_path, SPECS_DIR, "feature spec", TransformSpecError)
     validate_spec(spec)
     return spec
 

@@ -17,9 +17,10 @@ Every rule is checked before any trial runs; the message names the field.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
+
+from components._specs import load_json
 
 SPECS_DIR = Path(__file__).resolve().parent / "specs"
 ALGORITHMS = (
@@ -43,19 +44,7 @@ class SearchSpaceError(ValueError):
 
 def load(name_or_path: str) -> dict:
     """Loads a spec by bundled name, JSON path or JSON text, and validates it."""
-    text = name_or_path.strip()
-    if text.startswith("{"):
-        spec = json.loads(text)
-    else:
-        path = Path(name_or_path)
-        if not path.exists():
-            path = SPECS_DIR / f"{name_or_path}.json"
-        if not path.exists():
-            known = sorted(p.stem for p in SPECS_DIR.glob("*.json"))
-            raise SearchSpaceError(
-                f"search space {name_or_path!r} not found; bundled: {', '.join(known)}"
-            )
-        spec = json.loads(path.read_text())
+    spec = load_json(name_or_path, SPECS_DIR, "search space", SearchSpaceError)
     validate(spec)
     return spec
 

@@ -115,3 +115,12 @@ def test_bad_spec_is_named_before_fitting(case, frames, spec):
     with pytest.raises(executor.TransformSpecError, match=message):
         executor.validate_spec(bad)
         executor.fit(bad, frames[0])
+
+
+def test_spec_reference_that_does_not_resolve_is_named():
+    with pytest.raises(
+        executor.TransformSpecError, match="feature spec 'taxi' not found; bundled: bikeshare"
+    ):
+        executor.load_spec("taxi")
+    with pytest.raises(executor.TransformSpecError, match="is not valid JSON"):
+        executor.load_spec('{"task": regression}')
