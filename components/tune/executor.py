@@ -151,11 +151,13 @@ def make_objective(
     return objective
 
 
-def _worker(study, objective, spec: dict, threads: int, index: int) -> None:
+def _worker(study, objective, spec: dict, threads: int, index: int, seed: int) -> None:
     """Runs trials until the study holds ``max_trials`` of them (across every worker)."""
     if index:
-        # Each worker samples its own way: a forked copy of the sampler would repeat the first.
-        study.sampler.reseed_rng()
+        # Each worker samples with its own seed: a forked copy of the sampler would repeat the
+        # first worker's points. (With parallel trials the order in which trials finish still
+        # varies; parallel_trials=1 gives the same result for the same seed.)
+        study.sampler = _sampler(spec, seed + index)
 
     def progress(study_, trial):
         log.info(
@@ -201,13 +203,13 @@ def run_optuna(
             pruner=_pruner(spec),
         )
         if parallel == 1:
-            _worker(study, objective, spec, threads, 0)
+            _worker(study, objective, spec, threads, 0, seed)
         else:
             context = multiprocessing.get_context(
                 "fork"
             )  # workers inherit the data and the objective
             workers = [
-                context.Process(target=_worker, args=(study, objective, spec, threads, i))
+                context.Process(target=_worker, args=(study, objective, spec, threads, i, seed))
                 for i in range(parallel)
             ]
             for worker in workers:

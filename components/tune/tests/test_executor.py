@@ -134,3 +134,11 @@ def test_bundled_search_space_is_valid():
     spec = search_space.load("bikeshare")
     assert spec["algorithm"] == "tpe" and spec["max_trials"] >= spec["parallel_trials"]
     assert search_space.load(json.dumps(SMALL))["max_trials"] == 4
+
+
+def test_same_seed_same_result_with_one_trial_at_a_time(data):
+    feature_spec, transformer, train, valid = data
+    spec = {**copy.deepcopy(SMALL), "parallel_trials": 1}
+    first = executor.run_optuna(spec, transformer, feature_spec, train, valid, seed=5)
+    second = executor.run_optuna(spec, transformer, feature_spec, train, valid, seed=5)
+    assert first.best_params == second.best_params and first.best_value == second.best_value
