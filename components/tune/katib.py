@@ -47,6 +47,15 @@ def _feasible_space(param: dict) -> dict:
     return space
 
 
+def _credentials(secret: str) -> list[dict]:
+    if not secret:
+        return []
+    return [
+        {"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
+        for key, env in (("accesskey", "AWS_ACCESS_KEY_ID"), ("secretkey", "AWS_SECRET_ACCESS_KEY"))
+    ]
+
+
 def experiment(
     spec: dict,
     name: str,
@@ -55,6 +64,7 @@ def experiment(
     data_args: dict[str, str],
     service_account: str = "loopline-pipeline-runner",
     seed: int = 0,
+    credentials_secret: str = "",
 ) -> dict:
     """The Katib Experiment (a dict, as the API takes it) for a search-space spec.
 
@@ -68,6 +78,8 @@ def experiment(
             and ``s3_endpoint``.
         service_account: The trial pods' service account.
         seed: Random seed of the algorithm and the estimator.
+        credentials_secret: A Secret with ``accesskey`` / ``secretkey`` for the object store;
+            the trial pods get them as ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``.
     """
     search_space.validate(spec)
     metric = spec["objective"]["metric"]
@@ -100,7 +112,14 @@ def experiment(
                 "spec": {
                     "serviceAccountName": service_account,
                     "restartPolicy": "Never",
-                    "containers": [{"name": PRIMARY_CONTAINER, "image": image, "command": command}],
+                    "containers": [
+                        {
+                            "name": PRIMARY_CONTAINER,
+                            "image": image,
+                            "command": command,
+                            "env": _credentials(credentials_secret),
+                        }
+                    ],
                 },
             }
         },

@@ -20,6 +20,7 @@ def tune_katib(
     trial_image: str = PIPELINE_IMAGE,
     s3_endpoint: str = "minio-service.kubeflow:9000",
     service_account: str = "loopline-pipeline-runner",
+    s3_credentials_secret: str = "mlpipeline-minio-artifact",
     timeout_minutes: float = 60.0,
     seed: int = 0,
 ):
@@ -43,6 +44,8 @@ def tune_katib(
         trial_image: The image whose training entrypoint the trials run.
         s3_endpoint: The object store the trials read the artifacts from.
         service_account: Service account of the trial pods (manifests/ creates it).
+        s3_credentials_secret: Secret with ``accesskey`` / ``secretkey`` that the trial pods read
+            the artifacts with.
         timeout_minutes: How long to wait for the Experiment to succeed.
         seed: Seed of the algorithm and the estimator.
     """

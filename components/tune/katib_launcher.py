@@ -129,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-id", default="", help="appended to --name: one Experiment per run")
     parser.add_argument("--s3-endpoint", default="")
     parser.add_argument("--service-account", default="loopline-pipeline-runner")
+    parser.add_argument(
+        "--credentials-secret", default="", help="Secret with accesskey/secretkey for the trials"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout-minutes", type=float, default=60)
     parser.add_argument("--poll-seconds", type=float, default=15)

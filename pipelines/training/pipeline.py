@@ -122,15 +122,10 @@ def training_pipeline(
             run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             namespace=katib_namespace,
             s3_endpoint=s3_endpoint,
+            s3_credentials_secret=s3_credentials_secret,
             timeout_minutes=katib_timeout_minutes,
             seed=seed,
         ).set_display_name("tune (Katib)")
-        kubernetes.use_secret_as_env(
-            on_katib,
-            secret_name=s3_credentials_secret,
-            secret_key_to_env=S3_SECRET_KEYS,
-            optional=True,
-        )
     with dsl.Else(name="tune-with-optuna"):
         with_optuna = tune(
             train_data=ingest_task.outputs["train"],

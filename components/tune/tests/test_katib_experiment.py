@@ -23,7 +23,13 @@ DATA = {
 def build(spec=None, name="loopline-tune-1"):
     spec = spec or search_space.load("bikeshare")
     return katib.experiment(
-        spec, name, "team-a", "gcr.io/acme/loopline/pipeline:0.1.0", DATA, seed=7
+        spec,
+        name,
+        "team-a",
+        "gcr.io/acme/loopline/pipeline:0.1.0",
+        DATA,
+        seed=7,
+        credentials_secret="minio-creds",
     )
 
 
@@ -53,6 +59,10 @@ def test_trials_run_the_training_entrypoint_with_every_parameter():
     for name in names:
         assert f"--param={name}=${{trialParameters.{name}}}" in container["command"]
     assert "--metric=rmse" in container["command"]
+    assert [(e["name"], e["valueFrom"]["secretKeyRef"]["key"]) for e in container["env"]] == [
+        ("AWS_ACCESS_KEY_ID", "accesskey"),
+        ("AWS_SECRET_ACCESS_KEY", "secretkey"),
+    ]
     assert exp["spec"]["objective"] == {"type": "minimize", "objectiveMetricName": "rmse"}
     assert exp["spec"]["metricsCollectorSpec"] == {"collector": {"kind": "StdOut"}}
     assert exp["spec"]["earlyStopping"]["algorithmName"] == "medianstop"
