@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 header='# Full lock of requirements.in, made by `make lock` (pip install -r requirements.in in a clean venv, then pip freeze).
 # Do not edit by hand.'
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-for dir in images/pipeline images/tfdv; do
+for dir in images/pipeline images/tfdv images/tuner; do
   python3 -m venv "$tmp/venv-$(basename $dir)"
   "$tmp/venv-$(basename $dir)/bin/pip" install -q -r "$dir/requirements.in"
   { echo "$header"; "$tmp/venv-$(basename $dir)/bin/pip" freeze --exclude-editable; } > "$dir/requirements.txt"
