@@ -60,6 +60,9 @@ def make_estimator(task: str, model_type: str, params: dict, seed: int = 0):
     if unknown:
         raise TrainError(f"{cls.__name__} has no parameter {', '.join(unknown)}")
     extra = {"random_state": seed} if "random_state" in allowed else {}
+    if "early_stopping" in allowed:
+        # Tuning scores the full max_iter (in stages); the final fit must do the same.
+        extra["early_stopping"] = False
     if cls is LogisticRegression:
         extra["max_iter"] = params.get("max_iter", 1000)
     return cls(**{**extra, **params})

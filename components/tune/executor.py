@@ -121,28 +121,18 @@ def make_objective(
         )
     model_type = spec.get("model_type", "gradient_boosting")
 
-    class _Fitted:  # scores an estimator on already-transformed data
-        def __init__(self, estimator):
-            self.estimator = estimator
-
-        def predict(self, x):
-            return self.estimator.predict(x)
-
-        def predict_proba(self, x):
-            return self.estimator.predict_proba(x)
-
     def objective(trial: optuna.Trial) -> float:
         params = suggest(trial, spec)
         estimator = train_exec.make_estimator(task, model_type, params, seed)
         if model_type != "gradient_boosting":
             estimator.fit(xt_train, y_train)
-            return train_exec.evaluate(task, _Fitted(estimator), xt_valid, y_valid)[metric]
+            return train_exec.evaluate(task, estimator, xt_valid, y_valid)[metric]
         total = estimator.get_params()["max_iter"]
-        estimator.set_params(warm_start=True, early_stopping=False)
+        estimator.set_params(warm_start=True)
         for step in range(1, GBM_STAGES + 1):
             estimator.set_params(max_iter=max(1, round(total * step / GBM_STAGES)))
             estimator.fit(xt_train, y_train)
-            score = train_exec.evaluate(task, _Fitted(estimator), xt_valid, y_valid)[metric]
+            score = train_exec.evaluate(task, estimator, xt_valid, y_valid)[metric]
             trial.report(score, step)
             if trial.should_prune():
                 raise optuna.TrialPruned()
