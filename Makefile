@@ -67,20 +67,17 @@ lock: ## Re-resolve the requirement locks from the requirements.in files (slow; 
 engine: ## Make sure a Docker engine answers (install and start docker.io on Debian as root)
 	@images/engine.sh
 
-.build/base-image: images/base/build.sh
-	@$(MAKE) --no-print-directory engine
-	@mkdir -p .build
-	BASE_IMAGE=$(BASE_IMAGE) LOCAL_BASE=$(LOCAL_BASE) images/base/build.sh .build/base-image
-
 .PHONY: base-image
-base-image: .build/base-image ## Pull python:3.11-slim-bookworm, or build an equivalent with debootstrap where it cannot be pulled
+base-image: engine ## Pull python:3.11-slim-bookworm, or build an equivalent with debootstrap where it cannot be pulled
+	@mkdir -p .build
+	@BASE_IMAGE=$(BASE_IMAGE) LOCAL_BASE=$(LOCAL_BASE) images/base/build.sh .build/base-image
 
 .build/ca/extra.crt: $(EXTRA_CA_BUNDLE)
 	@mkdir -p .build/ca
 	@if [ -n "$(EXTRA_CA_BUNDLE)" ]; then cp "$(EXTRA_CA_BUNDLE)" $@; else : > $@; fi
 
 .PHONY: images
-images: .build/base-image .build/ca/extra.crt ## Build every image under images/ (tags from the package version; cached)
+images: base-image .build/ca/extra.crt ## Build every image under images/ (tags from the package version; cached)
 	@for name in $(IMAGES); do \
 	  tag=$(REGISTRY)/$$name:$(VERSION); \
 	  echo "images: building $$tag FROM $$(cat .build/base-image)"; \
