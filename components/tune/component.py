@@ -1,7 +1,7 @@
 """KFP definition of tune (local backend: Optuna); the logic is in ``executor.py``."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Output
 
 from components._images import PIPELINE_IMAGE
 
@@ -12,6 +12,7 @@ def tune(
     eval_data: Input[Dataset],
     transformer: Input[Artifact],
     report: Output[Markdown],
+    plot: Output[HTML],
     search_space: str = "bikeshare",
     seed: int = 0,
 ) -> str:
@@ -22,6 +23,7 @@ def tune(
         eval_data: The evaluation split the objective is measured on.
         transformer: The fitted transform (fitted on train only).
         report: Output. Markdown: the best trials and their parameters.
+        plot: Output. HTML: every trial's objective and the best so far, as a plot.
         search_space: A bundled search-space name, a JSON path in the image, or JSON text.
         seed: Seed of the sampler and the estimators.
 
@@ -36,7 +38,10 @@ def tune(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", force=True)
     result = executor.run(train_data.path, eval_data.path, transformer.path, search_space, seed)
+    spec = space.load(search_space)
     with open(report.path, "w") as fh:
-        fh.write(executor.markdown(space.load(search_space), result))
+        fh.write(executor.markdown(spec, result))
+    with open(plot.path, "w") as fh:
+        fh.write(executor.html(spec, result))
     report.metadata.update({"best_value": result.best_value, "trials": len(result.trials)})
     return json.dumps(result.best_params, sort_keys=True)

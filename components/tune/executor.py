@@ -271,3 +271,54 @@ def markdown(spec: dict, result: TuneResult) -> str:
     if pruned:
         lines += ["", f"{pruned} trials pruned early."]
     return "\n".join(lines) + "\n"
+
+
+def html(spec: dict, result: TuneResult) -> str:
+    """An HTML page with the search as a plot: each trial's objective and the best so far (inline SVG)."""
+    goal, metric = spec["objective"]["goal"], spec["objective"]["metric"]
+    points = [
+        (t["number"], t["value"])
+        for t in sorted(result.trials, key=lambda t: t["number"])
+        if t["state"] == "COMPLETE"
+    ]
+    width, height, pad = 640, 280, 56
+    if not points:
+        return "<!doctype html><p>No trial completed.</p>"
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    x_max, y_lo, y_hi = max(max(xs), 1), min(ys), max(ys)
+    y_span = (y_hi - y_lo) or 1.0
+
+    def xy(n, v):
+        return pad + (width - 2 * pad) * n / x_max, height - pad - (height - 2 * pad) * (
+            v - y_lo
+        ) / y_span
+
+    dots = "".join(
+        f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#4a78c2"><title>trial {n}: {v:.5g}</title></circle>'
+        for n, v in points
+        for x, y in [xy(n, v)]
+    )
+    best, path = None, []
+    for n, v in points:
+        best = v if best is None or (v < best if goal == "minimize" else v > best) else best
+        x, y = xy(n, best)
+        path.append(f"{'M' if not path else 'L'}{x:.1f},{y:.1f}")
+    pruned = sum(t["state"] == "PRUNED" for t in result.trials)
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Tuning</title>"
+        "<style>body{font-family:system-ui,sans-serif;margin:1.2em} .muted{color:#777}</style></head><body>"
+        f"<h1 style='font-size:1.3em'>Tuning: {goal} {metric}</h1>"
+        f"<div>Algorithm <b>{spec['algorithm']}</b>, {len(result.trials)} trials ({pruned} pruned), "
+        f"{spec.get('parallel_trials', 1)} in parallel, {result.wall_seconds:.1f} s. "
+        f"Best <b>{metric} = {result.best_value:.5g}</b> with <code>{result.best_params}</code></div>"
+        f"<svg width='{width}' height='{height}' role='img'>"
+        f"<line x1='{pad}' y1='{height - pad}' x2='{width - pad}' y2='{height - pad}' stroke='#999'/>"
+        f"<line x1='{pad}' y1='{pad}' x2='{pad}' y2='{height - pad}' stroke='#999'/>"
+        f"<text x='{pad - 4}' y='{pad + 4}' font-size='11' text-anchor='end'>{y_hi:.5g}</text>"
+        f"<text x='{pad - 4}' y='{height - pad + 4}' font-size='11' text-anchor='end'>{y_lo:.5g}</text>"
+        f"<text x='{pad}' y='{height - pad + 16}' font-size='11'>trial 0</text>"
+        f"<text x='{width - pad}' y='{height - pad + 16}' font-size='11' text-anchor='end'>trial {x_max}</text>"
+        f"{dots}<path d='{' '.join(path)}' fill='none' stroke='#e08a2c' stroke-width='2'/></svg>"
+        "<div class='muted'>dots: each completed trial's objective on the eval split; line: best so far</div>"
+        "</body></html>"
+    )

@@ -61,6 +61,9 @@ def test_median_stopping_prunes_weak_trials(data):
     result = executor.run_optuna(spec, transformer, feature_spec, train, valid, seed=3)
     assert any(t["state"] == "PRUNED" for t in result.trials)
     assert "trials pruned early" in executor.markdown(spec, result)
+    page = executor.html(spec, result)
+    completed = sum(t["state"] == "COMPLETE" for t in result.trials)
+    assert page.count("<circle") == completed and "best so far" in page and "<script" not in page
 
 
 def _broken(**changes):
