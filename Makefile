@@ -8,8 +8,8 @@ SHELL := /bin/bash
 
 PYTHON       ?= python3
 VENV         ?= .venv
-TFDV_VENV    ?= .venv-tfdv
-TUNER_VENV   ?= .venv-tuner
+TFDV_VENV    := .venv-tfdv
+TUNER_VENV   := .venv-tuner
 VERSION      := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' components/_version.py)
 REVISION     := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 REGISTRY     ?= loopline
@@ -41,18 +41,13 @@ $(STAMP)/venv: images/pipeline/requirements.txt tests/requirements.txt pyproject
 	$(BIN)/pip install -q --no-deps -e . $(QUIET_PIP)
 	@touch $@
 
-$(STAMP)/venv-tfdv: images/tfdv/requirements.txt
+# A side env for each image that cannot share the main env (tfdv: TFDV needs protobuf < 5;
+# tuner: the Katib SDK): the image's lock plus pytest. TFDV takes ~3 minutes the first time.
+$(STAMP)/venv-%: images/%/requirements.txt
 	@mkdir -p $(STAMP)
-	@echo "setup: TFDV env $(TFDV_VENV) (tensorflow-data-validation 1.16.1; ~3 minutes the first time)"
-	@test -x $(TFDV_VENV)/bin/python || $(PYTHON) -m venv $(TFDV_VENV)
-	$(TFDV_VENV)/bin/pip install -q -r images/tfdv/requirements.txt pytest==$$(sed -n 's/^pytest==//p' tests/requirements.txt) $(QUIET_PIP)
-	@touch $@
-
-$(STAMP)/venv-tuner: images/tuner/requirements.txt
-	@mkdir -p $(STAMP)
-	@echo "setup: tuner env $(TUNER_VENV) (the Katib SDK)"
-	@test -x $(TUNER_VENV)/bin/python || $(PYTHON) -m venv $(TUNER_VENV)
-	$(TUNER_VENV)/bin/pip install -q -r images/tuner/requirements.txt pytest==$$(sed -n 's/^pytest==//p' tests/requirements.txt) $(QUIET_PIP)
+	@echo "setup: .venv-$* from $<"
+	@test -x .venv-$*/bin/python || $(PYTHON) -m venv .venv-$*
+	.venv-$*/bin/pip install -q -r $< pytest==$$(sed -n 's/^pytest==//p' tests/requirements.txt) $(QUIET_PIP)
 	@touch $@
 
 .PHONY: setup
