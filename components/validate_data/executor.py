@@ -154,14 +154,6 @@ def _beam_statistics(table: pa.Table, options, beam_args: list[str]):
         return tfdv.load_stats_binary(out)
 
 
-def _single(stats_list, index: int):
-    from tensorflow_metadata.proto.v0 import statistics_pb2
-
-    one = statistics_pb2.DatasetFeatureStatisticsList()
-    one.datasets.add().CopyFrom(stats_list.datasets[index])
-    return one
-
-
 def load_statistics(path: str):
     """Loads statistics written by this component (a folder with FeatureStats.pb, or the file)."""
     import tensorflow_data_validation as tfdv
