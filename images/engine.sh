@@ -26,13 +26,18 @@ fi
 echo "engine: starting dockerd (log: /var/log/loopline-dockerd.log)"
 nohup dockerd --iptables=false --ip6tables=false --bridge=none --storage-driver=overlay2 \
   >/var/log/loopline-dockerd.log 2>&1 &
-for _ in $(seq 1 60); do
+# A daemon that was killed (a session ending, say) first removes its stale network
+# sandboxes, ~0.1 s each: after a day of test runs that took about a minute here.
+for second in $(seq 1 300); do
   if answers; then
-    echo "engine: Docker $(docker version -f '{{.Server.Version}}') answers"
+    echo "engine: Docker $(docker version -f '{{.Server.Version}}') answers after ${second} s"
     exit 0
+  fi
+  if [ $((second % 15)) = 0 ]; then
+    echo "engine: waiting for dockerd (${second} s): $(tail -1 /var/log/loopline-dockerd.log | cut -c1-120)"
   fi
   sleep 1
 done
-echo "engine: ERROR: dockerd did not answer within 60 s; see /var/log/loopline-dockerd.log:" >&2
+echo "engine: ERROR: dockerd did not answer within 300 s; see /var/log/loopline-dockerd.log:" >&2
 tail -20 /var/log/loopline-dockerd.log >&2
 exit 1
