@@ -67,7 +67,7 @@ def main() -> None:
             ("DockerRunner", local_run.init_docker),
             ("SubprocessRunner", local_run.init_subprocess),
         ):
-            root = init(Path(tmp) / "root")
+            init(Path(tmp) / "root")
             shutil.copy(ROOT / "examples" / "bikeshare" / "bikeshare.csv", snapshot)
             chain_s = timed(chain(args.tasks), args.repeats)
             ingest_s = timed(lambda: ingest_only(source_uri=str(snapshot)), args.repeats)
@@ -80,7 +80,6 @@ def main() -> None:
                     "repeats": args.repeats,
                 }
             )
-            del root
     docker, sub = rows
     overhead = docker["per_noop_task_s"] - sub["per_noop_task_s"]
     print(f"\n{'runner':<18}{'s per no-op task':>18}{'ingest task (s)':>18}")

@@ -61,15 +61,18 @@ def test_unseen_category_is_handled_not_fatal(frames, spec):
     assert out[0, infrequent] == 1  # unknown=infrequent: the rare bucket
 
 
-def test_version_is_logic_not_data(frames, spec):
+def test_version_is_logic_not_data(tmp_path, frames, spec):
     train, valid = frames
     version = executor.spec_version(spec)
     assert version == executor.spec_version(copy.deepcopy(spec))
     changed = copy.deepcopy(spec)
     changed["features"]["temp"]["scale"] = "minmax"
     assert executor.spec_version(changed) != version
-    # The same spec fitted on other data keeps its version (the data hash is recorded apart).
-    assert executor.spec_version(spec) == version
+    # The same spec fitted on other data keeps its version; the fitted file itself differs.
+    on_train = executor.save(executor.fit(spec, train), spec, str(tmp_path / "train"))
+    on_valid = executor.save(executor.fit(spec, valid), spec, str(tmp_path / "valid"))
+    assert on_train["transform_version"] == on_valid["transform_version"] == version
+    assert on_train["sha256"] != on_valid["sha256"]
 
 
 def test_save_load_round_trip(tmp_path, frames, spec):
