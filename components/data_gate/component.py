@@ -8,7 +8,10 @@ from components._images import PIPELINE_IMAGE
 
 @dsl.component(base_image=PIPELINE_IMAGE, install_kfp_package=False)
 def data_gate(anomalies_found: bool, anomalies: Input[Artifact]) -> bool:
-    """Fails the run when validation found anomalies; everything after it then never runs.
+    """Fails the run when validation found blocking findings; everything after it then never runs.
+
+    Drift reported between the policy's warn and block levels does not stop the run; the
+    gate logs it.
 
     A separate lightweight step because container-component outputs cannot drive
     ``dsl.If`` under kfp.local, and because a failed run is what a platform engineer
@@ -19,9 +22,12 @@ def data_gate(anomalies_found: bool, anomalies: Input[Artifact]) -> bool:
         anomalies: The ``anomalies`` output of validate_data (its anomalies.json names each column).
 
     Returns:
-        True: the data passed (the step fails otherwise, listing every anomaly).
+        True: the data passed (the step fails otherwise, naming every split and column).
     """
+    import logging
+
     from components.data_gate import executor
 
+    logging.basicConfig(level=logging.INFO, format="%(name)s %(message)s")
     executor.check(anomalies_found, anomalies.path)
     return True

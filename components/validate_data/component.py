@@ -15,30 +15,47 @@ def validate_data(
     summary: Output[Markdown],
     anomalies_found: OutputPath(bool),
     eval_data: Input[Dataset] = None,
-    baseline_statistics: Input[Artifact] = None,
+    holdout_data: Input[Dataset] = None,
     training_statistics: Input[Artifact] = None,
+    baseline_statistics: str = "",
     data_name: str = "train",
     schema: str = "bikeshare",
+    drift_policy: str = "",
     beam_args: str = "",
+    s3_endpoint: str = "minio-service.kubeflow:9000",
+    s3_secure: bool = False,
 ):
-    """Validates datasets with TFDV against a versioned schema; checks drift and skew.
+    """Validates every split with TFDV against a versioned schema; judges drift and skew by policy.
+
+    Schema anomalies (type, domain, range, presence, unknown or missing column) in any split
+    block. Drift of ``data`` against the baseline, and skew against training statistics, are
+    reported above the policy's ``warn`` level and block above its ``block`` level, in both
+    cases only beyond what sampling noise gives at the two sample sizes.
 
     Args:
         data: The dataset checked against the schema, for drift and for skew (CSV or Parquet).
         statistics: Output. A folder with ``FeatureStats.pb`` (a DatasetFeatureStatisticsList,
             one dataset per input) and ``metadata.json`` (schema version, rows).
-        anomalies: Output. A folder with one Anomalies text proto per dataset and ``anomalies.json``.
-        report: Output. HTML: anomalies, drift and skew measures, statistics side by side.
+        anomalies: Output. A folder with one Anomalies text proto per dataset and
+            ``anomalies.json`` (blocking findings, reported findings, every drift / skew
+            measurement with its levels and noise bound, the baseline used).
+        report: Output. HTML: verdict, blocking and reported findings, drift and skew by
+            policy, statistics side by side with the baseline.
         summary: Output. Markdown summary.
-        anomalies_found: Output. True when any check failed.
-        eval_data: Optional second dataset, checked against the schema only.
-        baseline_statistics: Optional statistics for the drift check; default: the schema's
-            reference statistics.
+        anomalies_found: Output. True when a finding blocks (reported drift does not).
+        eval_data: Optional dataset checked against the schema (the eval split).
+        holdout_data: Optional dataset checked against the schema (the holdout split).
         training_statistics: Optional training statistics for the training-serving skew check.
+        baseline_statistics: Statistics to measure drift against, as a path or ``s3://`` URI
+            (a validate_data ``statistics`` folder: its ``train`` dataset is used): the
+            champion's training statistics. Empty: the schema's reference statistics.
         data_name: Name of ``data`` in the reports (``train``, ``serving``...).
         schema: A bundled schema name (``bikeshare``) or a ``schema.pbtxt`` path in the image.
+        drift_policy: A drift policy YAML path in the image; empty: the one beside the schema.
         beam_args: Empty for TFDV's in-memory statistics, or a JSON list of Apache Beam
             pipeline arguments (``["--runner=FlinkRunner", ...]``) for data beyond one machine.
+        s3_endpoint: S3 / MinIO endpoint for an ``s3://`` baseline.
+        s3_secure: Reach the endpoint over TLS.
     """
     return dsl.ContainerSpec(
         image=TFDV_IMAGE,
@@ -51,8 +68,8 @@ def validate_data(
                 then=["--dataset", dsl.ConcatPlaceholder(["eval=", eval_data.path])],
             ),
             dsl.IfPresentPlaceholder(
-                input_name="baseline_statistics",
-                then=["--baseline-statistics", baseline_statistics.path],
+                input_name="holdout_data",
+                then=["--dataset", dsl.ConcatPlaceholder(["holdout=", holdout_data.path])],
             ),
             dsl.IfPresentPlaceholder(
                 input_name="training_statistics",
@@ -60,6 +77,14 @@ def validate_data(
             ),
             "--schema",
             schema,
+            "--policy",
+            drift_policy,
+            "--baseline-statistics",
+            baseline_statistics,
+            "--s3-endpoint",
+            s3_endpoint,
+            "--s3-secure",
+            s3_secure,
             "--beam-args",
             beam_args,
             "--statistics-out",

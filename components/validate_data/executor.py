@@ -1,21 +1,23 @@
-"""validate_data: TFDV statistics, anomalies against a versioned schema, drift and skew.
+"""validate_data: TFDV statistics, schema anomalies for every split, drift and skew by policy.
 
 Runs in the tfdv image (no kfp there: TFDV 1.16 needs protobuf < 5). The component is a
 container component that calls this module's CLI:
 
     python -m components.validate_data.executor \\
-        --dataset train=PATH [--dataset eval=PATH] --schema bikeshare \\
-        [--baseline-statistics PATH] [--training-statistics PATH] [--beam-args JSON] \\
+        --dataset train=PATH [--dataset eval=PATH] [--dataset holdout=PATH] --schema bikeshare \\
+        [--policy drift_policy.yaml] [--baseline-statistics PATH|s3://...] \\
+        [--training-statistics PATH] [--beam-args JSON] [--s3-endpoint HOST:PORT] \\
         --statistics-out DIR --anomalies-out DIR --report-out FILE --summary-out FILE \\
         --anomalies-found-out FILE
 
-The first dataset is the one checked for drift (against the baseline statistics, by
-default the schema's reference statistics) and for training-serving skew (against
-training statistics, when given). Every dataset is checked against the schema.
-
-Statistics use TFDV's in-memory path on an Arrow table read with pyarrow (CSV or
-Parquet), which is ~40x faster than its Beam CSV path on one machine; ``--beam-args``
-hands Beam pipeline arguments through for data beyond one machine.
+Every dataset is checked against the schema: any schema anomaly (type, domain, range,
+presence, unknown or missing column) blocks, naming the dataset (split) and column. The
+first dataset is also measured for drift against the baseline (the statistics given by
+``--baseline-statistics``, a path or ``s3://`` URI: the champion's training statistics;
+else the schema's reference statistics) and, given training statistics, for skew. Drift
+and skew are judged by the policy beside the schema (``policy.py``): reported above
+``warn``, blocking above ``block``, in both cases only beyond sampling noise.
+``anomalies_found`` is true only when something blocks.
 """
 
 from __future__ import annotations
@@ -27,164 +29,117 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
-
+from components.validate_data import policy as policy_mod
 from components.validate_data import report as report_mod
 from components.validate_data import schema as schema_mod
+from components.validate_data.findings import (
+    BLOCK,
+    WARN,
+    Baseline,
+    Finding,
+    Measurement,
+    Result,
+)
+from components.validate_data.stats import (
+    STATS_FILE,
+    ValidationInputError,
+    compute_statistics,
+    load_statistics,
+    read_table,
+)
+
+__all__ = [
+    "STATS_FILE",
+    "Finding",
+    "Result",
+    "ValidationInputError",
+    "compute_statistics",
+    "load_statistics",
+    "main",
+    "read_table",
+    "validate",
+]
 
 log = logging.getLogger("loopline.validate_data")
 
-STATS_FILE = "FeatureStats.pb"  # the file name TFX's StatisticsGen uses
-# Anomaly reasons of a skew check are told apart from drift by their description.
-_SKEW_MARK = "training and serving"
+MEASURE_NAMES = {
+    "jensen_shannon_divergence": "Jensen-Shannon divergence",
+    "infinity_norm": "L-infinity distance",
+}
 
 
-class ValidationInputError(ValueError):
-    """An input that cannot be validated at all (unreadable data, bad arguments)."""
+# --------------------------------------------------------------------------- baseline
 
 
-@dataclass
-class Finding:
-    """One anomaly: which dataset, which column, what kind, and TFDV's description."""
-
-    dataset: str
-    column: str
-    kind: str
-    reason: str
-    severity: str = "ERROR"
-
-    def as_dict(self) -> dict:
-        return self.__dict__.copy()
+def _one_dataset(stats, prefer: str, source: str):
+    """The dataset named ``prefer`` (else the first) as a one-dataset statistics list."""
+    if not stats.datasets:
+        raise ValidationInputError(f"statistics {source} hold no dataset")
+    chosen = next((d for d in stats.datasets if d.name == prefer), stats.datasets[0])
+    out = type(stats)()
+    out.datasets.add().CopyFrom(chosen)
+    return out
 
 
-@dataclass
-class Result:
-    schema_version: str
-    statistics: object  # DatasetFeatureStatisticsList with one dataset per input
-    anomalies: dict  # dataset name -> Anomalies proto
-    findings: list[Finding] = field(default_factory=list)
-    timings: dict = field(default_factory=dict)
-    baseline: object | None = (
-        None  # the drift baseline statistics, shown beside the data in the report
-    )
+def _fetch_statistics(uri: str, s3_endpoint: str, s3_secure: bool, workdir: str) -> str:
+    """A local path for statistics at ``uri`` (downloads ``s3://`` URIs into ``workdir``)."""
+    from components import _storage as storage
 
-    @property
-    def anomalies_found(self) -> bool:
-        return bool(self.findings)
-
-
-# --------------------------------------------------------------------------- reading
-
-
-def read_table(path: str) -> pa.Table:
-    """Reads a Parquet file (by its magic bytes) or a CSV file into an Arrow table."""
-    if not os.path.exists(path):
-        raise ValidationInputError(f"dataset {path!r} not found")
-    if os.path.getsize(path) == 0:
-        raise ValidationInputError(f"dataset {path!r} is empty (0 bytes)")
-    with open(path, "rb") as fh:
-        magic = fh.read(4)
+    if not storage.is_remote(uri):
+        return uri[len("file://") :] if uri.startswith("file://") else uri
     try:
-        table = pq.read_table(path) if magic == b"PAR1" else pacsv.read_csv(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ValidationInputError(f"dataset {path!r} cannot be read: {exc}") from exc
-    # TFDV's Arrow code knows string and binary, not their 64-bit offset variants.
-    fields = [
-        pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type) else f
-        for f in table.schema
-    ]
-    return table.cast(pa.schema(fields))
+        return storage.fetch(uri, os.path.join(workdir, "baseline"), s3_endpoint, s3_secure)
+    except storage.StorageError as exc:
+        raise ValidationInputError(f"baseline_statistics: {exc}") from exc
 
 
-# --------------------------------------------------------------------------- statistics
-
-
-def compute_statistics(table: pa.Table, name: str, beam_args: list[str] | None = None):
-    """TFDV statistics of ``table``, as a DatasetFeatureStatisticsList with one dataset ``name``.
-
-    In-memory by default; with ``beam_args`` the same generators run on Apache Beam
-    (``--runner=DirectRunner|FlinkRunner|SparkRunner|DataflowRunner`` and its options).
-    """
-    import tensorflow_data_validation as tfdv
-
-    options = tfdv.StatsOptions()
-    if beam_args:
-        stats = _beam_statistics(table, options, beam_args)
-    else:
-        frame = table.to_pandas(types_mapper=_nullable_ints)
-        stats = tfdv.generate_statistics_from_dataframe(frame, stats_options=options)
-    stats.datasets[0].name = name
-    return stats
-
-
-def _nullable_ints(arrow_type):
-    """Keeps integer columns integer when they hold nulls (pandas would make them float)."""
-    import pandas as pd
-
-    if pa.types.is_integer(arrow_type):
-        return pd.Int64Dtype()
-    return None
-
-
-def _beam_statistics(table: pa.Table, options, beam_args: list[str]):
-    import apache_beam as beam
-    import tensorflow_data_validation as tfdv
-    from apache_beam.options.pipeline_options import PipelineOptions
-    from tfx_bsl.arrow import table_util
-
+def load_baseline(
+    uri: str | None, versioned, s3_endpoint: str = "", s3_secure: bool = False
+) -> Baseline:
+    """The drift baseline: the statistics at ``uri`` (dataset ``train`` of them), else the schema's."""
+    if not uri:
+        ref = versioned.reference_statistics
+        if ref is None:
+            return Baseline(None, "reference", versioned.version)
+        one = _one_dataset(ref, "", versioned.source)
+        return Baseline(
+            one,
+            "reference",
+            versioned.version,
+            one.datasets[0].name,
+            int(one.datasets[0].num_examples),
+        )
     with tempfile.TemporaryDirectory() as tmp:
-        parquet = os.path.join(tmp, "data.parquet")
-        pq.write_table(table, parquet)
-        out = os.path.join(tmp, "stats.tfrecord")
-        log.info("statistics on Apache Beam with %s", " ".join(beam_args))
-        with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
-            _ = (
-                pipeline
-                | "Read" >> beam.io.ReadFromParquetBatched(parquet)
-                | "ToBatches" >> beam.FlatMap(lambda t: t.to_batches())
-                | "Canonicalize" >> beam.Map(table_util.CanonicalizeRecordBatch)
-                | "Stats" >> tfdv.GenerateStatistics(options)
-                | "Write" >> tfdv.WriteStatisticsToBinaryFile(out)
-            )
-        return tfdv.load_stats_binary(out)
-
-
-def load_statistics(path: str):
-    """Loads statistics written by this component (a folder with FeatureStats.pb, or the file)."""
-    import tensorflow_data_validation as tfdv
-
-    candidate = Path(path) / STATS_FILE if Path(path).is_dir() else Path(path)
-    if not candidate.exists():
-        raise ValidationInputError(f"statistics {path!r}: no {STATS_FILE} there")
-    return tfdv.load_stats_binary(str(candidate))
+        path = _fetch_statistics(uri, s3_endpoint, s3_secure, tmp)
+        if not os.path.exists(path):
+            raise ValidationInputError(f"baseline_statistics {uri!r}: not found")
+        one = _one_dataset(load_statistics(path), "train", uri)
+    dataset = one.datasets[0]
+    return Baseline(one, "champion", uri, dataset.name, int(dataset.num_examples))
 
 
 # --------------------------------------------------------------------------- validation
 
 
-def _findings(dataset: str, anomalies, only_skew: bool = False) -> list[Finding]:
+def _schema_findings(dataset: str, anomalies) -> list[Finding]:
+    """Schema anomalies of one dataset; comparator (drift / skew) reasons are judged apart."""
     from tensorflow_metadata.proto.v0 import anomalies_pb2
 
     out = []
     for column, info in sorted(anomalies.anomaly_info.items()):
         for reason in info.reason:
-            is_skew = _SKEW_MARK in reason.description
-            if only_skew != is_skew:
-                continue
             kind = anomalies_pb2.AnomalyInfo.Type.Name(reason.type)
-            severity = anomalies_pb2.AnomalyInfo.Severity.Name(info.severity)
+            if kind.startswith("COMPARATOR_"):
+                continue
             out.append(
                 Finding(
                     dataset,
                     column,
                     kind,
                     f"{reason.short_description}: {reason.description}",
-                    severity,
+                    anomalies_pb2.AnomalyInfo.Severity.Name(info.severity),
                 )
             )
     for reason in anomalies.dataset_anomaly_info.reason:
@@ -195,30 +150,106 @@ def _findings(dataset: str, anomalies, only_skew: bool = False) -> list[Finding]
     return out
 
 
+def _features(stats) -> dict:
+    dataset = stats.datasets[0]
+    return {(f.path.step[0] if f.path.step else f.name): f for f in dataset.features}
+
+
+def _measurements(
+    dataset: str,
+    check: str,
+    infos,
+    current,
+    against,
+    policy: policy_mod.Policy,
+) -> list[Measurement]:
+    """Judges every drift or skew value TFDV measured by the policy and the noise bound."""
+    cur, base = _features(current), _features(against)
+    out = []
+    for info in infos:
+        feature = "/".join(info.path.step)
+        values = info.drift_measurements if check == "drift" else info.skew_measurements
+        for m in values:
+            measure = policy_mod.BY_MEASUREMENT_TYPE.get(m.Type.Name(m.type))
+            levels = policy.levels(feature, check)
+            if measure is None or levels is None:
+                continue
+            noise, rows, base_rows = None, 0, 0
+            if feature in cur and feature in base:
+                a = policy_mod.distribution(cur[feature], measure)
+                b = policy_mod.distribution(base[feature], measure)
+                if a is not None and b is not None:
+                    rows, base_rows = a.rows, b.rows
+                    noise = policy_mod.noise_bound(
+                        b,
+                        rows,
+                        base_rows,
+                        measure,
+                        policy.false_alarm_rate,
+                        policy.replicates,
+                        seed=sum(map(ord, feature)),
+                    )
+            out.append(
+                Measurement(
+                    dataset,
+                    feature,
+                    check,
+                    measure,
+                    float(m.value),
+                    levels.warn,
+                    levels.block,
+                    noise,
+                    rows,
+                    base_rows,
+                    policy_mod.verdict(float(m.value), levels, noise),
+                )
+            )
+    return out
+
+
+def _finding(m: Measurement, against: str) -> Finding:
+    level = BLOCK if m.verdict == "block" else WARN
+    limit = f"block {m.block:g}" if level == BLOCK else f"warn {m.warn:g}"
+    block = "never" if m.block is None else f"{m.block:g}"
+    noise = "n/a" if m.noise is None else f"{m.noise:.3f}"
+    reason = (
+        f"{m.check}: {MEASURE_NAMES[m.measure]} {m.value:.3f} > {limit} (levels warn {m.warn:g}, "
+        f"block {block}; sampling-noise bound {noise} at {m.rows:,} vs {m.baseline_rows:,} rows) "
+        f"against {against}"
+    )
+    kind = policy_mod.MEASURES[m.measure][2]
+    return Finding(
+        m.dataset, m.feature, kind, reason, "ERROR" if level == BLOCK else "WARNING", level
+    )
+
+
 def validate(
     datasets: dict[str, str],
     schema: str,
     baseline_statistics: str | None = None,
     training_statistics: str | None = None,
     beam_args: list[str] | None = None,
+    policy: str | None = None,
+    s3_endpoint: str = "",
+    s3_secure: bool = False,
 ) -> Result:
-    """Computes statistics of every dataset and validates them; the first one also for drift and skew."""
+    """Statistics and schema checks for every dataset; drift and skew of the first, by policy."""
     import tensorflow_data_validation as tfdv
     from tensorflow_metadata.proto.v0 import statistics_pb2
 
     if not datasets:
         raise ValidationInputError("no dataset to validate")
-    versioned = schema_mod.load(schema)
+    versioned = schema_mod.load(schema, policy)
     timings: dict[str, float] = {}
-    baseline = (
-        load_statistics(baseline_statistics)
-        if baseline_statistics
-        else versioned.reference_statistics
+    baseline = load_baseline(baseline_statistics, versioned, s3_endpoint, s3_secure)
+    training = (
+        _one_dataset(load_statistics(training_statistics), "train", training_statistics)
+        if training_statistics
+        else None
     )
-    training = load_statistics(training_statistics) if training_statistics else None
 
     all_stats = statistics_pb2.DatasetFeatureStatisticsList()
-    anomalies, findings = {}, []
+    anomalies, findings, measurements = {}, [], []
     for index, (name, path) in enumerate(datasets.items()):
         started = time.perf_counter()
         table = read_table(path)
@@ -238,19 +269,47 @@ def validate(
         all_stats.datasets.add().CopyFrom(stats.datasets[0])
 
         started = time.perf_counter()
-        drift_baseline = baseline if index == 0 else None
+        first = index == 0
+        drift_baseline = baseline.statistics if first else None
         result = tfdv.validate_statistics(
             stats, versioned.schema, previous_statistics=drift_baseline
         )
-        findings += _findings(name, result)
-        if index == 0 and training is not None:
+        findings += _schema_findings(name, result)
+        if first and drift_baseline is not None:
+            measurements += _measurements(
+                name, "drift", result.drift_skew_info, stats, drift_baseline, versioned.policy
+            )
+        if first and training is not None:
             skew = tfdv.validate_statistics(training, versioned.schema, serving_statistics=stats)
-            findings += _findings(name, skew, only_skew=True)
+            measurements += _measurements(
+                name, "skew", skew.drift_skew_info, stats, training, versioned.policy
+            )
             result.drift_skew_info.extend(skew.drift_skew_info)
         anomalies[name] = result
         timings[f"validate_{name}"] = time.perf_counter() - started
-    log.info("schema %s: %d anomalies", versioned.version, len(findings))
-    return Result(versioned.version, all_stats, anomalies, findings, timings, baseline)
+
+    against = {"drift": baseline.describe(), "skew": f"training statistics {training_statistics}"}
+    findings += [
+        _finding(m, against[m.check]) for m in measurements if m.verdict in ("warn", "block")
+    ]
+    out = Result(
+        versioned.version,
+        all_stats,
+        anomalies,
+        findings,
+        timings,
+        baseline,
+        measurements,
+        versioned.policy.version,
+    )
+    log.info(
+        "schema %s, policy %s: %d blocking, %d reported",
+        versioned.version,
+        versioned.policy.version,
+        len(out.blocking),
+        len(out.reported),
+    )
+    return out
 
 
 # --------------------------------------------------------------------------- outputs
@@ -281,8 +340,14 @@ def write_outputs(
         Path(anomalies_out, f"{name}.pbtxt").write_text(text_format.MessageToString(anomalies))
     summary = {
         "schema_version": result.schema_version,
+        "policy_version": result.policy_version,
+        "baseline": _baseline_dict(result.baseline),
         "anomalies_found": result.anomalies_found,
-        "anomalies": [f.as_dict() for f in result.findings],
+        # Only what blocks; the data gate reads this list.
+        "anomalies": [f.as_dict() for f in result.blocking],
+        # Drift and skew above warn but below block: shown, the batch goes on.
+        "reported": [f.as_dict() for f in result.reported],
+        "measurements": [m.as_dict() for m in result.measurements],
     }
     Path(anomalies_out, "anomalies.json").write_text(json.dumps(summary, indent=2))
 
@@ -293,6 +358,18 @@ def write_outputs(
     # KFP reads a bool OutputPath parameter as JSON.
     Path(anomalies_found_out).write_text("true" if result.anomalies_found else "false")
     result.timings["write_outputs"] = time.perf_counter() - started
+
+
+def _baseline_dict(baseline: Baseline | None) -> dict:
+    if baseline is None:
+        return {}
+    return {
+        "kind": baseline.kind,
+        "source": baseline.source,
+        "dataset": baseline.dataset,
+        "rows": baseline.rows,
+        "description": baseline.describe(),
+    }
 
 
 def write_executor_output(executor_input: str, result: Result) -> str:
@@ -308,9 +385,14 @@ def write_executor_output(executor_input: str, result: Result) -> str:
         "statistics": {"schema_version": result.schema_version, "rows": rows},
         "anomalies": {
             "schema_version": result.schema_version,
+            "policy_version": result.policy_version,
             "anomalies_found": result.anomalies_found,
-            "count": len(result.findings),
-            "columns": sorted({f.column for f in result.findings}),
+            "count": len(result.blocking),
+            "columns": sorted({f.column for f in result.blocking}),
+            "splits": sorted({f.dataset for f in result.blocking}),
+            "reported": len(result.reported),
+            "reported_columns": sorted({f.column for f in result.reported}),
+            "baseline": result.baseline.describe() if result.baseline else "",
         },
         "report": {"schema_version": result.schema_version},
         "summary": {"schema_version": result.schema_version},
@@ -348,8 +430,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--dataset", action="append", type=_dataset_arg, required=True)
     parser.add_argument("--schema", required=True, help="bundled schema name or schema.pbtxt path")
-    parser.add_argument("--baseline-statistics", default=None)
-    parser.add_argument("--training-statistics", default=None)
+    parser.add_argument(
+        "--policy", default="", help="drift policy YAML; default: the one beside the schema"
+    )
+    parser.add_argument(
+        "--baseline-statistics",
+        default="",
+        help="drift baseline statistics: a path or s3:// URI; empty: the schema's reference",
+    )
+    parser.add_argument("--training-statistics", default="")
+    parser.add_argument("--s3-endpoint", default="", help="S3 / MinIO endpoint for s3:// URIs")
+    parser.add_argument("--s3-secure", default="false", choices=["true", "false", "True", "False"])
     parser.add_argument(
         "--beam-args", default="", help='JSON list, e.g. ["--runner=FlinkRunner", ...]'
     )
@@ -376,9 +467,12 @@ def main(argv: list[str] | None = None) -> int:
     result = validate(
         dict(args.dataset),
         args.schema,
-        args.baseline_statistics,
-        args.training_statistics,
+        args.baseline_statistics or None,
+        args.training_statistics or None,
         beam_args,
+        policy=args.policy or None,
+        s3_endpoint=args.s3_endpoint,
+        s3_secure=args.s3_secure.lower() == "true",
     )
     write_outputs(
         result,
@@ -392,13 +486,20 @@ def main(argv: list[str] | None = None) -> int:
         write_executor_output(args.executor_input, result)
     for finding in result.findings:
         log.warning(
-            "ANOMALY %s / %s: %s (%s)",
+            "%s %s / %s: %s (%s)",
+            "ANOMALY" if finding.level == BLOCK else "REPORTED",
             finding.dataset,
             finding.column,
             finding.kind,
             finding.reason,
         )
-    log.info("anomalies_found=%s (schema %s)", result.anomalies_found, result.schema_version)
+    log.info(
+        "anomalies_found=%s (schema %s, policy %s; drift baseline: %s)",
+        result.anomalies_found,
+        result.schema_version,
+        result.policy_version,
+        result.baseline.describe() if result.baseline else "none",
+    )
     return 0
 
 

@@ -8,10 +8,8 @@ browsers no longer support and air-gapped clusters cannot reach. Plots are inlin
 from __future__ import annotations
 
 import html as html_lib
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # pragma: no cover
-    from components.validate_data.executor import Result
+from components.validate_data.findings import Finding, Measurement, Result
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.2em;color:#222}
@@ -19,8 +17,16 @@ h1{font-size:1.35em;margin:0 0 .3em} h2{font-size:1.1em;margin:1.2em 0 .4em}
 table{border-collapse:collapse;font-size:.85em} td,th{border:1px solid #ddd;padding:3px 6px;vertical-align:top}
 th{background:#f4f4f4;text-align:left} .num{text-align:right;font-variant-numeric:tabular-nums}
 .bad{background:#fde8e8} .ok{color:#17692c;font-weight:600} .fail{color:#b3261e;font-weight:600}
-.muted{color:#777} svg{display:block}
+.muted{color:#777} svg{display:block} .warn{background:#fff4d6} .warntext{color:#8a5a00;font-weight:600}
+.box{border:1px solid #e0b84c;background:#fffaf0;padding:.5em .8em;margin:.8em 0}
 """
+_ROW_CLASS = {"block": "bad", "warn": "warn"}
+_VERDICT = {
+    "ok": "ok",
+    "noise": "within sampling noise",
+    "warn": "reported",
+    "block": "blocks",
+}
 _COLORS = ("#4a78c2", "#e08a2c", "#3c9a5f", "#a34fb0")
 
 
@@ -85,14 +91,14 @@ def _string_cell(feature, color: str) -> str:
 
 def _feature_table(result: Result) -> str:
     datasets = list(result.statistics.datasets)
-    if result.baseline is not None:
+    if result.baseline is not None and result.baseline.statistics is not None:
         baseline = type(datasets[0])()
-        baseline.CopyFrom(result.baseline.datasets[0])
+        baseline.CopyFrom(result.baseline.statistics.datasets[0])
         baseline.name = "drift baseline"
         datasets.append(baseline)
     by_dataset = [{_name(f): f for f in d.features} for d in datasets]
     names = sorted({n for d in by_dataset for n in d})
-    flagged = {(f.dataset, f.column) for f in result.findings}
+    flagged = {(f.dataset, f.column) for f in result.blocking}
     head = "".join(
         f'<th style="color:{_COLORS[i % 4]}">{_esc(d.name)} ({d.num_examples:,} rows)</th>'
         for i, d in enumerate(datasets)
@@ -126,55 +132,99 @@ def _feature_table(result: Result) -> str:
     return f"<table><tr><th>feature</th>{head}</tr>{''.join(rows)}</table>"
 
 
-def _drift_rows(result: Result) -> list[tuple[str, str, str, float, float]]:
-    rows = []
-    for dataset, anomalies in result.anomalies.items():
-        for info in anomalies.drift_skew_info:
-            feature = "/".join(info.path.step)
-            for kind, measures in (
-                ("drift", info.drift_measurements),
-                ("skew", info.skew_measurements),
-            ):
-                for m in measures:
-                    rows.append(
-                        (dataset, feature, f"{kind}: {m.Type.Name(m.type)}", m.value, m.threshold)
-                    )
-    return rows
+def _level_svg(m: Measurement, width: int = 140) -> str:
+    """A bar of the value on a 0..1 scale with the warn (amber), block (red) and noise (grey) marks."""
+    scale = width / 1.0
+
+    def mark(x: float | None, color: str, dash: str = "") -> str:
+        if x is None:
+            return ""
+        pos = min(max(x, 0.0), 1.0) * scale
+        return (
+            f'<line x1="{pos:.1f}" x2="{pos:.1f}" y1="0" y2="14" stroke="{color}" '
+            f'stroke-width="2"{dash}/>'
+        )
+
+    fill = {"block": "#b3261e", "warn": "#e0a020"}.get(m.verdict, "#4a78c2")
+    dashed = ' stroke-dasharray="2,2"'
+    bar = min(max(m.value, 0.0), 1.0) * scale
+    return (
+        f'<svg width="{width}" height="14" role="img"><title>value {m.value:.3f}</title>'
+        f'<rect x="0" y="3" width="{width}" height="8" fill="#eee"/>'
+        f'<rect x="0" y="3" width="{bar:.1f}" height="8" fill="{fill}"/>'
+        f"{mark(m.noise, '#777', dashed)}{mark(m.warn, '#e0a020')}"
+        f"{mark(m.block, '#b3261e')}</svg>"
+    )
+
+
+def _level(value: float | None, digits: int = 3) -> str:
+    return "never" if value is None else f"{value:.{digits}g}"
+
+
+def _finding_rows(findings: list[Finding], cls: str) -> str:
+    return "".join(
+        f"<tr class='{cls}'><td>{_esc(f.dataset)}</td><td><b>{_esc(f.column)}</b></td>"
+        f"<td>{_esc(f.kind)}</td><td>{_esc(f.reason)}</td></tr>"
+        for f in findings
+    )
 
 
 def html(result: Result) -> str:
-    """The HTML report: verdict, anomalies, drift / skew measures, statistics side by side."""
-    verdict = (
-        f'<span class="fail">{len(result.findings)} anomalies: this data must not reach training</span>'
-        if result.anomalies_found
-        else '<span class="ok">no anomalies</span>'
-    )
+    """The HTML report: verdict, blocking findings, reported drift, every measure, statistics."""
+    blocking, reported = result.blocking, result.reported
+    if blocking:
+        verdict = (
+            f'<span class="fail">{len(blocking)} blocking findings: this data must not reach '
+            "training</span>"
+        )
+    else:
+        verdict = '<span class="ok">passes the gate</span>'
+    if reported:
+        verdict += (
+            f' &middot; <span class="warntext">{len(reported)} drift findings reported</span>'
+        )
     datasets = ", ".join(
         f"{_esc(d.name)}: {d.num_examples:,} rows" for d in result.statistics.datasets
     )
+    baseline = result.baseline.describe() if result.baseline else "none"
     parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>Data validation</title><style>{_CSS}</style></head><body>",
+        "<!doctype html><html><head><meta charset='utf-8'><title>Data validation</title>"
+        f"<style>{_CSS}</style></head><body>",
         "<h1>Data validation (TFDV)</h1>",
-        f"<div>Schema <b>{_esc(result.schema_version)}</b> &middot; {datasets} &middot; {verdict}</div>",
+        f"<div>Schema <b>{_esc(result.schema_version)}</b> &middot; drift policy "
+        f"<b>{_esc(result.policy_version)}</b> &middot; {datasets}</div>",
+        f"<div>Drift baseline: <b>{_esc(baseline)}</b></div>",
+        f"<div>Verdict: {verdict}</div>",
     ]
-    if result.findings:
+    if blocking:
+        parts.append(
+            "<h2>Blocking: the batch is stopped</h2><table><tr><th>split</th><th>column</th>"
+            f"<th>kind</th><th>reason</th></tr>{_finding_rows(blocking, 'bad')}</table>"
+        )
+    if reported:
+        parts.append(
+            "<div class='box'><h2 style='margin-top:0'>Reported drift (does not block)</h2>"
+            "<table><tr><th>split</th><th>column</th><th>kind</th><th>reason</th></tr>"
+            f"{_finding_rows(reported, 'warn')}</table></div>"
+        )
+    if result.measurements:
         rows = "".join(
-            f"<tr class='bad'><td>{_esc(f.dataset)}</td><td><b>{_esc(f.column)}</b></td><td>{_esc(f.kind)}</td><td>{_esc(f.reason)}</td></tr>"
-            for f in result.findings
+            f"<tr class='{_ROW_CLASS.get(m.verdict, '')}'>"
+            f"<td>{_esc(m.dataset)}</td><td><b>{_esc(m.feature)}</b></td><td>{m.check}</td>"
+            f"<td>{_esc(m.measure)}</td><td class='num'>{m.value:.4f}</td>"
+            f"<td class='num'>{m.warn:g}</td><td class='num'>{_level(m.block)}</td>"
+            f"<td class='num'>{_level(m.noise)}</td><td class='num'>{m.rows:,} / {m.baseline_rows:,}</td>"
+            f"<td>{_VERDICT[m.verdict]}</td><td>{_level_svg(m)}</td></tr>"
+            for m in result.measurements
         )
         parts.append(
-            f"<h2>Anomalies</h2><table><tr><th>dataset</th><th>column</th><th>kind</th><th>reason</th></tr>{rows}</table>"
-        )
-    drift = _drift_rows(result)
-    if drift:
-        rows = "".join(
-            f"<tr{' class=bad' if v > t else ''}><td>{_esc(d)}</td><td>{_esc(f)}</td><td>{_esc(k)}</td>"
-            f"<td class='num'>{v:.4f}</td><td class='num'>{t:g}</td></tr>"
-            for d, f, k, v, t in drift
-        )
-        parts.append(
-            "<h2>Drift and skew</h2><table><tr><th>dataset</th><th>feature</th><th>measure</th>"
-            f"<th>value</th><th>threshold</th></tr>{rows}</table>"
+            "<h2>Drift and skew, by policy</h2><div class='muted'>Reported above warn, blocking "
+            "above block, in both cases only beyond the sampling-noise bound (what two clean "
+            "draws of these sizes give at the policy's false-alarm rate). Bar: value on 0..1; "
+            "amber mark warn, red mark block, dashed mark noise bound.</div>"
+            "<table><tr><th>split</th><th>feature</th><th>check</th><th>measure</th><th>value</th>"
+            "<th>warn</th><th>block</th><th>noise bound</th><th>rows / baseline rows</th>"
+            f"<th>verdict</th><th></th></tr>{rows}</table>"
         )
     parts.append("<h2>Statistics</h2>" + _feature_table(result))
     parts.append("</body></html>")
@@ -183,32 +233,52 @@ def html(result: Result) -> str:
 
 def markdown(result: Result) -> str:
     """A short Markdown summary for the KFP UI."""
+    blocking, reported = result.blocking, result.reported
     lines = [
         "# Data validation",
         "",
-        f"Schema `{result.schema_version}`; "
+        f"Schema `{result.schema_version}`, drift policy `{result.policy_version}`; "
         + ", ".join(f"{d.name}: {d.num_examples} rows" for d in result.statistics.datasets),
         "",
+        f"Drift baseline: {result.baseline.describe() if result.baseline else 'none'}.",
+        "",
     ]
-    if not result.findings:
-        lines.append("**No anomalies.**")
+    if not blocking:
+        lines.append("**Passes the gate: no blocking findings.**")
     else:
         lines += [
-            f"**{len(result.findings)} anomalies: the data is stopped before training.**",
+            f"**{len(blocking)} blocking findings: the data is stopped before training.**",
             "",
-            "| dataset | column | kind | reason |",
+            "| split | column | kind | reason |",
             "|---|---|---|---|",
         ]
         lines += [
             f"| {f.dataset} | `{f.column}` | {f.kind} | {f.reason.replace('|', '/')} |"
-            for f in result.findings
+            for f in blocking
         ]
-    drift = _drift_rows(result)
-    if drift:
+    if reported:
         lines += [
             "",
-            "| dataset | feature | measure | value | threshold |",
-            "|---|---|---|---:|---:|",
+            f"**{len(reported)} drift findings reported (they do not block):**",
+            "",
+            "| split | column | check | value | warn | block | noise bound |",
+            "|---|---|---|---:|---:|---:|---:|",
         ]
-        lines += [f"| {d} | `{f}` | {k} | {v:.4f} | {t:g} |" for d, f, k, v, t in drift]
+        lines += [
+            f"| {m.dataset} | `{m.feature}` | {m.check} {m.measure} | {m.value:.4f} | "
+            f"{m.warn:g} | {_level(m.block)} | {_level(m.noise)} |"
+            for m in result.measurements
+            if m.verdict == "warn"
+        ]
+    if result.measurements:
+        lines += [
+            "",
+            "| split | feature | check | measure | value | warn | block | noise bound | verdict |",
+            "|---|---|---|---|---:|---:|---:|---:|---|",
+        ]
+        lines += [
+            f"| {m.dataset} | `{m.feature}` | {m.check} | {m.measure} | {m.value:.4f} | "
+            f"{m.warn:g} | {_level(m.block)} | {_level(m.noise)} | {_VERDICT[m.verdict]} |"
+            for m in result.measurements
+        ]
     return "\n".join(lines) + "\n"

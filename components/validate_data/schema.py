@@ -1,12 +1,14 @@
 """Versioned TFDV schemas: load a curated one, or infer a starting point for a person to review.
 
     python -m components.validate_data.schema infer DATA.csv|parquet --out schema.pbtxt [--version NAME-1.0.0]
-    python -m components.validate_data.schema reference DATA --schema bikeshare --out reference_stats.pb
+    python -m components.validate_data.schema reference DATA --out reference_stats.pb
 
 A schema names its version on its first line: ``# schema_version: bikeshare-1.0.0``.
-Bundled schemas live in ``schemas/<name>/`` beside this file: ``schema.pbtxt`` and
+Bundled schemas live in ``schemas/<name>/`` beside this file: ``schema.pbtxt``,
 ``reference_stats.pb`` (the statistics of the data the schema was reviewed on, the
-default baseline for drift).
+drift baseline when no champion's statistics are given) and ``drift_policy.yaml`` (the
+warn / block levels of drift and skew, see ``policy.py``). A schema given by path picks
+up the files of the same names beside it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from components.validate_data import policy as policy_mod
+from components.validate_data import stats as stats_mod
 
 SCHEMAS_DIR = Path(__file__).resolve().parent / "schemas"
 _VERSION_LINE = re.compile(r"^#\s*schema_version:\s*(\S+)\s*$", re.MULTILINE)
@@ -38,6 +43,7 @@ class VersionedSchema:
     version: str
     source: str
     reference_statistics: object | None  # DatasetFeatureStatisticsList or None
+    policy: policy_mod.Policy
 
 
 def _parse(text: str, source: str):
@@ -58,8 +64,12 @@ def _parse(text: str, source: str):
     return schema, match.group(1)
 
 
-def load(name_or_path: str) -> VersionedSchema:
-    """Loads a bundled schema by name (``bikeshare``) or a ``schema.pbtxt`` path."""
+def load(name_or_path: str, policy_path: str | None = None) -> VersionedSchema:
+    """Loads a bundled schema by name (``bikeshare``) or a ``schema.pbtxt`` path, with its policy.
+
+    The drift policy is ``policy_path`` when given, else ``drift_policy.yaml`` beside the
+    schema, else the schema's own comparators (each threshold blocks).
+    """
     from tensorflow_data_validation import load_stats_binary
 
     path = Path(name_or_path)
@@ -77,7 +87,15 @@ def load(name_or_path: str) -> VersionedSchema:
     schema, version = _parse(path.read_text(), str(path))
     reference = path.parent / "reference_stats.pb"
     ref_stats = load_stats_binary(str(reference)) if reference.exists() else None
-    return VersionedSchema(schema, version, str(path), ref_stats)
+    beside = path.parent / policy_mod.POLICY_FILE
+    if policy_path:
+        policy = policy_mod.load(policy_path, version)
+    elif beside.exists():
+        policy = policy_mod.load(beside, version)
+    else:
+        policy = policy_mod.from_schema(schema, version)
+    policy_mod.check_against_schema(policy, schema)
+    return VersionedSchema(schema, version, str(path), ref_stats, policy)
 
 
 def infer(statistics, version: str) -> str:
@@ -136,8 +154,6 @@ def infer(statistics, version: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from components.validate_data import executor
-
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -151,8 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     p_ref.add_argument("--out", required=True)
     args = parser.parse_args(argv)
 
-    table = executor.read_table(args.data)
-    stats = executor.compute_statistics(table, "reference")
+    table = stats_mod.read_table(args.data)
+    stats = stats_mod.compute_statistics(table, "reference")
     if args.command == "infer":
         Path(args.out).write_text(infer(stats, args.version))
     else:

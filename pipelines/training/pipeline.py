@@ -20,8 +20,8 @@ S3_SECRET_KEYS = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACC
 
 @dsl.pipeline(
     name="loopline-training",
-    description="Loopline training pipeline: ingest a snapshot into versioned splits, validate them with "
-    "TFDV (a bad batch stops here), fit the transform on train, tune with Optuna, train the model with lineage.",
+    description="Loopline training pipeline: ingest a snapshot into versioned splits, validate every split "
+    "with TFDV (schema anomalies and drift above the policy's block level stop the batch here), fit the transform on train, tune with Optuna, train the model with lineage.",
 )
 def training_pipeline(
     source_uri: str,
@@ -38,6 +38,8 @@ def training_pipeline(
     s3_secure: bool = False,
     s3_credentials_secret: str = "mlpipeline-minio-artifact",
     schema: str = "bikeshare",
+    drift_policy: str = "",
+    baseline_statistics: str = "",
     beam_args: str = "",
     feature_spec: str = "bikeshare",
     search_space: str = "bikeshare",
@@ -64,6 +66,11 @@ def training_pipeline(
         s3_secure: Reach the endpoint over TLS.
         s3_credentials_secret: Kubernetes Secret with ``accesskey`` / ``secretkey`` for the endpoint.
         schema: The versioned TFDV schema the data must meet (bundled name or path in the tfdv image).
+        drift_policy: The drift policy (warn / block levels per feature); empty: the one beside
+            the schema.
+        baseline_statistics: Statistics the train split's drift is measured against, as a path or
+            ``s3://`` URI: the current production model's training statistics (a validate_data
+            ``statistics`` folder). Empty: the schema's reference statistics.
         beam_args: Empty for in-memory TFDV statistics, or a JSON list of Apache Beam arguments.
         feature_spec: The transform's feature spec (bundled name, path in the image, or JSON).
         search_space: The tuning search space (bundled name, path in the image, or JSON).
@@ -95,13 +102,26 @@ def training_pipeline(
         secret_key_to_env=S3_SECRET_KEYS,
         optional=True,
     )
+    # Every split a later step reads is validated: a defect only in the newest rows lands
+    # in the holdout, which decides whether a model reaches production.
     validation = validate_data(
         data=ingest_task.outputs["train"],
         eval_data=ingest_task.outputs["eval_data"],
+        holdout_data=ingest_task.outputs["holdout"],
         data_name="train",
         schema=schema,
+        drift_policy=drift_policy,
+        baseline_statistics=baseline_statistics,
         beam_args=beam_args,
+        s3_endpoint=s3_endpoint,
+        s3_secure=s3_secure,
     ).set_display_name("validate")
+    kubernetes.use_secret_as_env(
+        validation,
+        secret_name=s3_credentials_secret,
+        secret_key_to_env=S3_SECRET_KEYS,
+        optional=True,
+    )
     gate = data_gate(
         anomalies_found=validation.outputs["anomalies_found"],
         anomalies=validation.outputs["anomalies"],

@@ -10,6 +10,7 @@ from pipelines import local as local_run
 
 FOUND = {
     "schema_version": "bikeshare-1.0.0",
+    "policy_version": "bikeshare-drift-1.0.0",
     "anomalies_found": True,
     "anomalies": [
         {
@@ -41,9 +42,39 @@ def test_gate_rejects_and_names_every_column(tmp_path):
     with pytest.raises(executor.DataRejected) as err:
         executor.check(True, _anomalies_dir(tmp_path, FOUND))
     message = str(err.value)
-    assert "2 anomalies (schema bikeshare-1.0.0)" in message
-    assert "train / weathersit: ENUM_TYPE_UNEXPECTED_STRING_VALUES" in message
-    assert "eval / temp: FLOAT_TYPE_BIG_FLOAT" in message
+    assert "2 blocking findings (schema bikeshare-1.0.0, policy bikeshare-drift-1.0.0)" in message
+    assert "split 'train', column 'weathersit': ENUM_TYPE_UNEXPECTED_STRING_VALUES" in message
+    assert "split 'eval', column 'temp': FLOAT_TYPE_BIG_FLOAT" in message
+
+
+@pytest.mark.unit
+def test_gate_passes_reported_drift_and_logs_it(tmp_path, caplog):
+    reported = {
+        "schema_version": "bikeshare-1.0.0",
+        "policy_version": "bikeshare-drift-1.0.0",
+        "baseline": {"description": "the schema's reference statistics"},
+        "anomalies_found": False,
+        "anomalies": [],
+        "reported": [
+            {
+                "dataset": "train",
+                "column": "temp",
+                "kind": "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH",
+                "reason": "drift: Jensen-Shannon divergence 0.158 > warn 0.1",
+            }
+        ],
+    }
+    with caplog.at_level("WARNING", logger="loopline.data_gate"):
+        assert executor.check(False, _anomalies_dir(tmp_path, reported)) == 1
+    assert "passed with 1 reported drift findings" in caplog.text
+    assert "split 'train', column 'temp': COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH" in caplog.text
+
+
+@pytest.mark.unit
+def test_gate_blocks_on_the_flag_even_when_the_list_is_empty(tmp_path):
+    flagged = {"schema_version": "bikeshare-1.0.0", "anomalies_found": True, "anomalies": []}
+    with pytest.raises(executor.DataRejected, match="0 blocking findings"):
+        executor.check(True, _anomalies_dir(tmp_path, flagged))
 
 
 @pytest.mark.unit
@@ -67,4 +98,6 @@ def test_gate_component_fails_the_task_on_anomalies(tmp_path, capfd):
     with pytest.raises(RuntimeError, match="Inner task failed.*data-gate"):
         gate_only(found=True)
     logs = capfd.readouterr()
-    assert "train / weathersit: ENUM_TYPE_UNEXPECTED_STRING_VALUES" in logs.out + logs.err
+    assert "split 'train', column 'weathersit': ENUM_TYPE_UNEXPECTED_STRING_VALUES" in (
+        logs.out + logs.err
+    )
