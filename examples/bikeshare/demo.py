@@ -2,9 +2,16 @@
 
 The snapshot is put in an object store first, as on a cluster (MinIO there; here a
 real S3 API endpoint on loopback, moto's server), and the training pipeline reads it
-through the same ``s3://`` path and MinIO client. Tasks run with kfp.local.DockerRunner
-on the images ``make images`` built; containers share the host network to reach the
-endpoint. At the end the script lists every artifact: where it is and what it holds.
+through the same ``s3://`` path and MinIO client. It trains on January to June 2011 (the
+window ``day`` in [1, 182)), the natural first training window: the data gate reports the
+season's temperature drift against the schema's whole-year reference and lets it train.
+Tasks run with kfp.local.DockerRunner on the images ``make images`` built; containers
+share the host network to reach the endpoint.
+
+The terminal shows one line per task (name, state, seconds) and then the summary; each
+task's full log is in ``<run folder>/logs/<task>.log`` (``--verbose`` streams them). On a
+failure the failing task's last lines and the path of its log are shown. At the end the
+script lists every artifact: where it is and what it holds.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import logging
 import socket
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from components import _images
@@ -81,14 +89,22 @@ def describe(meta: dict) -> str:
         parts.append(", ".join(f"{k}: {int(v)} rows" for k, v in meta["rows"].items()))
     if "count" in meta:
         parts.append(
-            f"{int(meta['count'])} anomalies"
+            f"{int(meta['count'])} blocking"
             + (f" in {', '.join(meta['columns'])}" if meta["columns"] else "")
+        )
+    if "reported" in meta:
+        parts.append(
+            f"{int(meta['reported'])} drift findings reported"
+            + (f" ({', '.join(meta['reported_columns'])})" if meta["reported_columns"] else "")
         )
     if not parts and meta:
         parts.append(
             ", ".join(f"{k} {v:.4g}" for k, v in meta.items() if isinstance(v, int | float))
         )
     return "; ".join(parts)
+
+
+SUMMARY_LINES = 16  # of each Markdown report on the terminal; the files hold the rest
 
 
 def print_artifacts(run_dir: Path) -> None:
@@ -102,7 +118,13 @@ def print_artifacts(run_dir: Path) -> None:
         if record.name in ("report", "summary") and not record.uri.endswith(".html"):
             text = Path(record.uri).read_text()
             if not text.lstrip().startswith("<"):
-                print(f"\n--- {record.task} {record.name} ({record.uri}) ---\n{text}")
+                lines = text.rstrip().splitlines()
+                shown = "\n".join(lines[:SUMMARY_LINES])
+                more = f"\n... ({len(lines) - SUMMARY_LINES} more lines in the file)"
+                print(
+                    f"\n--- {record.task} {record.name} ({record.uri}) ---\n{shown}"
+                    + (more if len(lines) > SUMMARY_LINES else "")
+                )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,31 +134,52 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pipeline-root", default=".build/pipeline_root", help="where run artifacts go"
     )
+    parser.add_argument(
+        "--verbose", action="store_true", help="stream every task's log instead of one line each"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the S3 endpoint's access log
+    # kfp.local notes that display names and resource requests do nothing locally.
+    warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")
 
     started = time.monotonic()
     server, endpoint = start_object_store()
     try:
         root = local_run.init_docker(
-            args.pipeline_root, network_mode="host", environment=DEMO_CREDENTIALS
+            args.pipeline_root,
+            quiet=not args.verbose,
+            network_mode="host",
+            environment=DEMO_CREDENTIALS,
         )
         print(f"demo: kfp.local DockerRunner, image {_images.PIPELINE_IMAGE}, pipeline root {root}")
-        training_pipeline(
-            source_uri=f"s3://{BUCKET}/{KEY}",
-            s3_endpoint=endpoint,
-            s3_secure=False,
-            split_method="time",
-            time_column="day",
-            train_fraction=0.7,
-            eval_fraction=0.15,
-            holdout_fraction=0.15,
-        )
+        print("demo: training on January to June 2011 (window day in [1, 182)); tasks:")
+        try:
+            training_pipeline(
+                source_uri=f"s3://{BUCKET}/{KEY}",
+                s3_endpoint=endpoint,
+                s3_secure=False,
+                split_method="time",
+                time_column="day",
+                window_start="1",
+                window_end="182",
+                train_fraction=0.7,
+                eval_fraction=0.15,
+                holdout_fraction=0.15,
+            )
+        except RuntimeError as exc:
+            run_dir = local_run.latest_run(root, "loopline-training")
+            task = local_run.failed_task(exc) or "?"
+            print(
+                f"demo: FAILED in task {task} after {time.monotonic() - started:.1f} s; "
+                f"logs in {run_dir / 'logs'} (kfp.local's own: {root / 'kfp-local.log'})"
+            )
+            return 1
     finally:
         server.stop()
     run_dir = local_run.latest_run(root, "loopline-training")
     print_artifacts(run_dir)
-    print(f"demo: finished in {time.monotonic() - started:.1f} s")
+    print(f"demo: finished in {time.monotonic() - started:.1f} s; task logs in {run_dir / 'logs'}")
     return 0
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import io
 import json
-import shutil
 from pathlib import Path
 
 import joblib
@@ -32,21 +32,35 @@ SEARCH = {
 }
 
 
-def _run(root: Path, source: Path):
-    local_run.init_docker(root)
+def _run(root: Path, source: Path, **init):
+    local_run.init_docker(root, **init)
     training_pipeline(source_uri=str(source), time_column="day", search_space=json.dumps(SEARCH))
 
 
-def test_clean_data_runs_through_to_a_model_that_reloads_identically(
-    built_images, local_pipeline_root, bikeshare_csv
+def _stopped(root: Path, source: Path, **init) -> tuple[str | None, Path]:
+    """Runs a batch that must fail; returns the task kfp.local names as failed, and the run."""
+    with pytest.raises(RuntimeError, match="finished with status .*FAILURE") as failure:
+        _run(root, source, **init)
+    return local_run.failed_task(failure.value), local_run.latest_run(root, PIPELINE)
+
+
+def test_january_to_june_trains_through_to_a_model_that_reloads_identically(
+    built_images, local_pipeline_root
 ):
-    source = local_pipeline_root / "bikeshare.csv"
-    shutil.copy(bikeshare_csv, source)
+    """The natural first training window: its seasonal drift is reported, and it trains."""
+    source = corpus.build_control(corpus.CONTROLS_BY_NAME["january_to_june"], local_pipeline_root)
     _run(local_pipeline_root, source)
     run_dir = local_run.latest_run(local_pipeline_root, PIPELINE)
     assert local_run.ran_tasks(run_dir) == ALL_TASKS
     found = json.loads((run_dir / "validate-data" / "anomalies" / "anomalies.json").read_text())
     assert found["anomalies"] == [] and found["schema_version"] == "bikeshare-1.0.0"
+    assert {(r["dataset"], r["column"]) for r in found["reported"]} == {
+        ("train", "temp"),
+        ("train", "atemp"),
+    }
+    # Every split a later step reads was validated.
+    meta = json.loads((run_dir / "validate-data" / "statistics" / "metadata.json").read_text())
+    assert list(meta["datasets"]) == ["train", "eval", "holdout"]
     assert (run_dir / "validate-data" / "report").read_text().startswith("<!doctype html>")
 
     arts = {(r.task, r.name): r for r in local_run.run_artifacts(run_dir)}
@@ -69,19 +83,50 @@ def test_clean_data_runs_through_to_a_model_that_reloads_identically(
 @pytest.mark.parametrize("case", corpus.CASES, ids=[c.name for c in corpus.CASES])
 def test_corpus_batch_is_stopped_before_transform(case, built_images, local_pipeline_root, capfd):
     source = corpus.build(case, local_pipeline_root)
-    with pytest.raises(RuntimeError, match="finished with status .*FAILURE"):
-        _run(local_pipeline_root, source)
+    failed, run_dir = _stopped(local_pipeline_root, source)
     logs = capfd.readouterr()
-    run_dir = local_run.latest_run(local_pipeline_root, PIPELINE)
     ran = local_run.ran_tasks(run_dir)
     if case.stage == "ingest":
-        assert ran == set(), ran
+        assert failed == "ingest" and ran == set(), (failed, ran)
         assert case.expect in logs.out + logs.err
         return
-    # Validation finished and named the column; the gate failed; nothing after it ran.
+    # Validation finished and named the column; the gate itself failed; nothing after it ran.
+    assert failed == "data-gate", failed
     assert ran == {"ingest", "validate-data"}, ran
     found = json.loads((run_dir / "validate-data" / "anomalies" / "anomalies.json").read_text())
     assert {"column": case.column, "kind": case.expect} in [
         {"column": a["column"], "kind": a["kind"]} for a in found["anomalies"]
     ]
-    assert f"{case.column}: {case.expect}" in logs.out + logs.err  # the gate's failure message
+    # The gate's own message (validate_data logs "ANOMALY train / col: KIND", not this).
+    assert f"split 'train', column '{case.column}': {case.expect}" in logs.out + logs.err
+
+
+def test_defect_in_the_newest_rows_is_stopped_at_the_gate_naming_the_holdout(
+    built_images, local_pipeline_root
+):
+    """Bad rows only in the newest 10%: the time split puts them in the holdout, which the
+    evaluation reads; the gate stops the batch and names the holdout. Run quiet, as
+    `make demo` does: one line per task, the failing task's last lines and its log file."""
+    case = corpus.BY_NAME["out_of_range"]
+    source = corpus.build(case, local_pipeline_root, newest=True)
+    terminal = io.StringIO()
+    failed, run_dir = _stopped(local_pipeline_root, source, quiet=True, stream=terminal)
+    assert failed == "data-gate"
+    assert local_run.ran_tasks(run_dir) == {"ingest", "validate-data"}
+    assert local_run.task_states(run_dir, failed) == {
+        "ingest": "succeeded",
+        "validate-data": "succeeded",
+        "data-gate": "failed",
+    }  # and transform, tune, train never ran
+    found = json.loads((run_dir / "validate-data" / "anomalies" / "anomalies.json").read_text())
+    assert {(a["dataset"], a["column"], a["kind"]) for a in found["anomalies"]} == {
+        ("holdout", "temp", "FLOAT_TYPE_BIG_FLOAT")
+    }
+    lines = terminal.getvalue().splitlines()
+    states = [line.split()[:2] for line in lines if not line.lstrip().startswith(("|", "---"))]
+    assert states == [["ingest", "ok"], ["validate-data", "ok"], ["data-gate", "FAILED"]], lines
+    gate_log = run_dir / "logs" / "data-gate.log"
+    assert f"(full log: {gate_log})" in terminal.getvalue()
+    message = "split 'holdout', column 'temp': FLOAT_TYPE_BIG_FLOAT"
+    assert message in terminal.getvalue() and message in gate_log.read_text()
+    assert "executor_input" not in terminal.getvalue()  # the JSON stays in the files
