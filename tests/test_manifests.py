@@ -33,19 +33,32 @@ def test_overlay_renders_valid_objects_in_one_namespace(overlay):
     assert len({d["metadata"]["namespace"] for d in docs}) == 1
 
 
-def test_role_binding_ties_the_runner_account_to_its_role():
+def _accounts(binding: dict) -> set[str]:
+    """The identities a RoleBinding grants, as RBAC resolves them: a ServiceAccount subject
+    without a namespace is in the binding's own (Kubernetes' rbac appliesToUser)."""
+    namespace = binding["metadata"]["namespace"]
+    assert {s["kind"] for s in binding["subjects"]} == {"ServiceAccount"}
+    return {
+        f"system:serviceaccount:{s.get('namespace') or namespace}:{s['name']}"
+        for s in binding["subjects"]
+    }
+
+
+def test_role_binding_ties_the_runner_accounts_to_its_role():
     docs = {(d["kind"], d["metadata"]["name"]): d for d in render(OVERLAYS[0])}
     binding = docs[("RoleBinding", "loopline-pipeline-runner")]
     assert ("Role", binding["roleRef"]["name"]) in docs
-    assert binding["subjects"] == [
-        {
-            "kind": "ServiceAccount",
-            "name": "loopline-pipeline-runner",
-            "namespace": binding["metadata"]["namespace"],
-        }
-    ]
+    namespace = binding["metadata"]["namespace"]
+    # The trial pods' account (tune_katib's service_account), and the account KFP runs the
+    # run's pods as in a Kubeflow profile namespace: the Katib launcher creates Experiments.
+    assert _accounts(binding) == {
+        f"system:serviceaccount:{namespace}:loopline-pipeline-runner",
+        f"system:serviceaccount:{namespace}:default-editor",
+    }
     rules = docs[("Role", "loopline-pipeline-runner")]["rules"]
     assert all("*" not in r["verbs"] and "*" not in r["resources"] for r in rules)
+    experiments = next(r for r in rules if "experiments" in r["resources"])
+    assert {"create", "get", "delete"} <= set(experiments["verbs"])
 
 
 def test_validator_rejects_a_broken_role():

@@ -12,6 +12,7 @@ and watches the Experiment with the Katib SDK (``katib_launcher.py``).
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from components.tune import search_space
@@ -29,11 +30,25 @@ KATIB_ALGORITHMS = {
 }
 KNOWN_ALGORITHMS = set(KATIB_ALGORITHMS.values()) | {"enas", "darts", "pbt"}
 PRIMARY_CONTAINER = "training"
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Katib's webhook (v0.19.0): a letter first, at most 40 characters, so that the suggestion
+# Service `<name>-<algorithm>` stays a 63-character DNS label.
+MAX_NAME_LENGTH = 40
+_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 
 class ExperimentRuleError(ValueError):
     """An Experiment that Katib's admission webhook would reject; names the rule."""
+
+
+def experiment_name(prefix: str, run_id: str) -> str:
+    """``<prefix>-<10 hex digits of sha256(run_id)>``: one name per run, within Katib's limit.
+
+    The prefix is lower-cased and cut to fit; :func:`check_webhook_rules` names what else is
+    wrong with it. A KFP run id (a UUID) is too long to append whole.
+    """
+    digest = hashlib.sha256(run_id.encode()).hexdigest()[:10]
+    base = prefix.lower()[: MAX_NAME_LENGTH - len(digest) - 1].rstrip("-")
+    return f"{base}-{digest}"
 
 
 def _feasible_space(param: dict) -> dict:
@@ -70,7 +85,7 @@ def experiment(
 
     Args:
         spec: A validated search-space spec.
-        name: Experiment name (a DNS-1123 label).
+        name: Experiment name (see :func:`experiment_name`).
         namespace: Kubernetes namespace.
         image: The pipeline image, which holds the trial entrypoint.
         data_args: Trial entrypoint arguments naming the data: ``train``, ``eval``,
@@ -177,8 +192,11 @@ def experiment(
 def check_webhook_rules(exp: dict) -> None:
     """Katib's admission-webhook rules (v0.19.0) that its OpenAPI schema does not state."""
     name = exp.get("metadata", {}).get("name", "")
-    if not _DNS_LABEL.match(name) or len(name) > 63:
-        raise ExperimentRuleError(f"metadata.name {name!r} must be a DNS-1123 label")
+    if not _NAME.match(name) or len(name) > MAX_NAME_LENGTH:
+        raise ExperimentRuleError(
+            f"metadata.name {name!r} must be at most {MAX_NAME_LENGTH} characters of a-z, 0-9 "
+            "and '-', starting with a letter and ending with a letter or digit"
+        )
     spec = exp.get("spec", {})
     max_trials = spec.get("maxTrialCount")
     parallel = spec.get("parallelTrialCount")

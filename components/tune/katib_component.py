@@ -23,12 +23,15 @@ def tune_katib(
     s3_credentials_secret: str = "mlpipeline-minio-artifact",
     timeout_minutes: float = 60.0,
     seed: int = 0,
+    keep_experiment: bool = False,
 ):
     """Runs the search-space spec as a Katib Experiment and returns the best parameters.
 
     Each trial runs ``python -m components.tune.trial`` in ``trial_image`` and reads the
-    data from the artifacts' object-store URIs. The step waits up to ``timeout_minutes``
-    and fails with Katib's own condition message when the Experiment fails.
+    data from the artifacts' object-store URIs. Every run creates its own Experiment
+    (``experiment_name`` + a hash of ``run_id``). The step waits up to ``timeout_minutes``,
+    fails with Katib's own condition message when the Experiment fails, and deletes the
+    Experiment once it is done with it, unless ``keep_experiment``.
 
     Args:
         train_data: The training split.
@@ -37,17 +40,19 @@ def tune_katib(
         best_params: Output. The best parameters as JSON, for the train step.
         report: Output. Markdown: the Experiment and its best trial.
         search_space: A bundled search-space name, a JSON path in the image, or JSON text.
-        experiment_name: The Experiment's name, or its prefix when ``run_id`` is given.
-        run_id: Appended to the name so that every run has its own Experiment (the pipeline
-            passes the run's job id).
+        experiment_name: The prefix of the Experiment's name (lower case, a letter first).
+        run_id: Makes the name unique: ``<experiment_name>-<10 hex digits of its sha256>``,
+            at most 40 characters, Katib's limit (the pipeline passes the run's job id;
+            empty: a random id).
         namespace: The namespace to create the Experiment in (the run's profile namespace).
         trial_image: The image whose training entrypoint the trials run.
         s3_endpoint: The object store the trials read the artifacts from.
         service_account: Service account of the trial pods (manifests/ creates it).
         s3_credentials_secret: Secret with ``accesskey`` / ``secretkey`` that the trial pods read
-            the artifacts with.
+            the artifacts with (as ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``).
         timeout_minutes: How long to wait for the Experiment to succeed.
         seed: Seed of the algorithm and the estimator.
+        keep_experiment: Keep the Experiment (and its trials) when done, for debugging.
     """
     return dsl.ContainerSpec(
         image=TUNER_IMAGE,
@@ -57,6 +62,8 @@ def tune_katib(
             search_space,
             "--name",
             experiment_name,
+            "--run-id",
+            run_id,
             "--namespace",
             namespace,
             "--trial-image",
@@ -71,10 +78,14 @@ def tune_katib(
             s3_endpoint,
             "--service-account",
             service_account,
+            "--credentials-secret",
+            s3_credentials_secret,
             "--timeout-minutes",
             timeout_minutes,
             "--seed",
             seed,
+            "--keep-experiment",
+            keep_experiment,
             "--best-params-out",
             best_params,
             "--report-out",

@@ -2,14 +2,16 @@
 
 Runs in the tuner image (kubeflow-katib 0.19, which needs protobuf < 5: no kfp there):
 
-    python -m components.tune.katib_launcher --search-space=bikeshare --name=loopline-tune-abc \\
-        --namespace=kubeflow-user-example-com --trial-image=IMAGE --train=URI --eval=URI \\
-        --transformer=URI --s3-endpoint=HOST:PORT --timeout-minutes=60 \\
-        --best-params-out=FILE --report-out=FILE
+    python -m components.tune.katib_launcher --search-space=bikeshare --name=loopline-tune \\
+        --run-id=RUN --namespace=kubeflow-user-example-com --trial-image=IMAGE --train=URI \\
+        --eval=URI --transformer=URI --s3-endpoint=HOST:PORT --credentials-secret=SECRET \\
+        --timeout-minutes=60 --best-params-out=FILE --report-out=FILE [--keep-experiment=true]
 
-Fails with Katib's own condition reason and message when the Experiment fails, and
-after the timeout with the last condition seen; the Experiment is left in place for
-`kubectl describe experiment` either way.
+Every run creates its own Experiment, named from --name and --run-id (a random id when
+none is given). Fails with Katib's own condition reason and message when the Experiment
+fails, and after the timeout with the last condition seen. Once it is done with the
+Experiment (succeeded, failed or timed out) it deletes it, trials and all, unless
+--keep-experiment=true keeps it for `kubectl describe experiment`.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import logging
 import os
 import sys
 import time
+import uuid
 
-from components.tune import katib, search_space
+from components.tune import katib, katib_values, search_space
 
 log = logging.getLogger("loopline.tune.katib")
 
@@ -40,7 +43,9 @@ def _last(conditions: list, kind: str):
     return matches[-1] if matches else None
 
 
-def launch(client, body: dict, timeout_s: float, poll_s: float = 15.0) -> tuple[dict, dict]:
+def launch(
+    client, body: dict, timeout_s: float, poll_s: float = 15.0, keep: bool = False
+) -> tuple[dict, dict]:
     """Creates the Experiment and waits; returns (best parameters, best trial's metrics).
 
     Args:
@@ -48,6 +53,7 @@ def launch(client, body: dict, timeout_s: float, poll_s: float = 15.0) -> tuple[
         body: The Experiment, from :func:`components.tune.katib.experiment`.
         timeout_s: Seconds to wait for Succeeded.
         poll_s: Seconds between status reads.
+        keep: Keep the Experiment when done; by default it is deleted, whatever the outcome.
     """
     katib.check_webhook_rules(body)
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
@@ -59,6 +65,32 @@ def launch(client, body: dict, timeout_s: float, poll_s: float = 15.0) -> tuple[
         body["spec"]["algorithm"]["algorithmName"],
         body["spec"]["maxTrialCount"],
     )
+    try:
+        return _wait(client, name, namespace, timeout_s, poll_s)
+    finally:
+        if keep:
+            log.info("kept Experiment %s/%s (keep_experiment)", namespace, name)
+        else:
+            _delete(client, name, namespace)
+
+
+def _delete(client, name: str, namespace: str) -> None:
+    try:
+        client.delete_experiment(name, namespace)
+    except (RuntimeError, TimeoutError) as e:  # what KatibClient raises; the run keeps its result
+        log.warning(
+            "could not delete Experiment %s/%s (%s): kubectl -n %s delete experiment %s",
+            namespace,
+            name,
+            e,
+            namespace,
+            name,
+        )
+    else:
+        log.info("deleted Experiment %s/%s", namespace, name)
+
+
+def _wait(client, name: str, namespace: str, timeout_s: float, poll_s: float):
     deadline = time.monotonic() + timeout_s
     last_seen = "no condition yet"
     while True:
@@ -93,30 +125,24 @@ def launch(client, body: dict, timeout_s: float, poll_s: float = 15.0) -> tuple[
         raise ExperimentFailed(
             f"Katib Experiment {namespace}/{name} succeeded without an optimal trial"
         )
-    params = {p.name: _typed(p.value) for p in optimal.parameter_assignments}
+    params = {p.name: katib_values.parse(p.value) for p in optimal.parameter_assignments}
     metrics = {m.name: float(m.latest) for m in optimal.observation.metrics}
     log.info("best %s with %s", metrics, params)
     return params, metrics
 
 
-def experiment_name(prefix: str, run_id: str) -> str:
-    """``prefix-run_id`` cut to a DNS-1123 label (63 characters, lower case, no trailing dash)."""
-    name = f"{prefix}-{run_id}" if run_id else prefix
-    return name.lower()[:63].rstrip("-")
-
-
-def _typed(text: str):
-    try:
-        return json.loads(text)
-    except (TypeError, ValueError):
-        return text
+def _bool(text: str) -> bool:
+    value = katib_values.parse(text)
+    if not isinstance(value, bool):
+        raise argparse.ArgumentTypeError(f"want true or false, got {text!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    for name in (
+    for flag in (
         "search-space",
         "name",
         "namespace",
@@ -125,8 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         "eval",
         "transformer",
     ):
-        parser.add_argument(f"--{name}", required=True)
-    parser.add_argument("--run-id", default="", help="appended to --name: one Experiment per run")
+        parser.add_argument(f"--{flag}", required=True)
+    parser.add_argument(
+        "--run-id", default="", help="makes the Experiment's name unique (default: random)"
+    )
     parser.add_argument("--s3-endpoint", default="")
     parser.add_argument("--service-account", default="loopline-pipeline-runner")
     parser.add_argument(
@@ -135,15 +163,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout-minutes", type=float, default=60)
     parser.add_argument("--poll-seconds", type=float, default=15)
+    parser.add_argument(
+        "--keep-experiment", type=_bool, default=False, help="true: do not delete it when done"
+    )
     parser.add_argument("--best-params-out", required=True)
     parser.add_argument("--report-out", required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", force=True)
 
     spec = search_space.load(args.search_space)
+    name = katib.experiment_name(args.name, args.run_id or uuid.uuid4().hex)
     body = katib.experiment(
         spec,
-        args.name,
+        name,
         args.namespace,
         args.trial_image,
         {
@@ -154,11 +186,16 @@ def main(argv: list[str] | None = None) -> int:
         },
         service_account=args.service_account,
         seed=args.seed,
+        credentials_secret=args.credentials_secret,
     )
     from kubeflow.katib import KatibClient
 
     params, metrics = launch(
-        KatibClient(namespace=args.namespace), body, args.timeout_minutes * 60, args.poll_seconds
+        KatibClient(namespace=args.namespace),
+        body,
+        args.timeout_minutes * 60,
+        args.poll_seconds,
+        keep=args.keep_experiment,
     )
     for path in (args.best_params_out, args.report_out):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -166,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         fh.write(json.dumps(params, sort_keys=True))
     with open(args.report_out, "w") as fh:
         fh.write(
-            f"# Tuning (Katib)\n\nExperiment `{args.namespace}/{name}`, algorithm `{spec['algorithm']}`, "
+            f"# Tuning (Katib)\n\nExperiment `{args.namespace}/{name}` "
+            f"({'kept' if args.keep_experiment else 'deleted'}), algorithm `{spec['algorithm']}`, "
             f"{spec['max_trials']} trials, {spec.get('parallel_trials', 1)} in parallel.\n\n"
             f"**Best {json.dumps(metrics)}** with `{json.dumps(params, sort_keys=True)}`\n"
         )

@@ -21,6 +21,7 @@ import math
 from pathlib import Path
 
 from components._specs import load_json
+from components.tune import katib_values
 
 SPECS_DIR = Path(__file__).resolve().parent / "specs"
 ALGORITHMS = (
@@ -109,9 +110,14 @@ def validate(spec: dict) -> None:
             values = p.get("values") or []
             if not values:
                 raise SearchSpaceError(f"{where}: empty list of values")
-            if p["type"] == "discrete":
-                for v in values:
+            for v in values:
+                if p["type"] == "discrete":
                     _number(v, f"{where}: value")
+                back = katib_values.parse(str(v))
+                if back != v or type(back) is not type(v):
+                    raise SearchSpaceError(
+                        f"{where}: value {v!r} would come back from Katib's text as {back!r}"
+                    )
         if algorithm == "grid" and p["type"] == "double" and "step" not in p:
             raise SearchSpaceError(
                 f"{where}: the grid algorithm needs a step for a double parameter"

@@ -11,7 +11,6 @@ metric as ``name=value`` on its own line: Katib's StdOut metrics collector reads
 from __future__ import annotations
 
 import argparse
-import ast
 import os
 import sys
 import tempfile
@@ -21,14 +20,7 @@ import pandas as pd
 from components import _storage as storage
 from components.train import executor as train_exec
 from components.transform import executor as transform_exec
-
-
-def _value(text: str):
-    """Katib passes every parameter as text: numbers become numbers, the rest stays text."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+from components.tune import katib_values
 
 
 def _local(uri: str, tmp: str, name: str, endpoint: str) -> str:
@@ -50,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         name, sep, value = item.partition("=")
         if not sep or not name:
             parser.error(f"--param wants NAME=VALUE, got {item!r}")
-        params[name] = _value(value)
+        params[name] = katib_values.parse(value)
     with tempfile.TemporaryDirectory() as tmp:
         transformer, spec = transform_exec.load(
             _local(args.transformer, tmp, "transformer", args.s3_endpoint)

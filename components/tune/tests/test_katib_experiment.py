@@ -97,7 +97,15 @@ def _mutate(path, value):
 
 _DELETE = object()
 RULES = {
-    "name not a DNS-1123 label": (_mutate(["metadata", "name"], "Loopline_Tune"), "metadata.name"),
+    "name not lower case": (_mutate(["metadata", "name"], "Loopline_Tune"), "metadata.name"),
+    "name starting with a digit": (
+        _mutate(["metadata", "name"], "7-tune"),
+        "starting with a letter",
+    ),
+    "name over 40 characters": (
+        _mutate(["metadata", "name"], "loopline-tune-" + "a" * 27),
+        "at most 40 characters",
+    ),
     "maxTrialCount not positive": (
         _mutate(["spec", "maxTrialCount"], 0),
         "spec.maxTrialCount must be > 0",
@@ -190,10 +198,17 @@ def test_bad_search_space_never_becomes_an_experiment():
 
 
 def test_each_run_gets_its_own_valid_experiment_name():
-    from components.tune.katib_launcher import experiment_name
-
-    run_a = experiment_name("loopline-tune", "7C1E5A2B-0D3F-4E5A-9B8C-1D2E3F4A5B6C")
-    run_b = experiment_name("loopline-tune", "0a1b2c3d-0d3f-4e5a-9b8c-1d2e3f4a5b6c")
-    assert run_a != run_b and len(run_a) <= 63
-    for name in (run_a, run_b, experiment_name("x" * 70, "")):
+    uuid_a, uuid_b = "7C1E5A2B-0D3F-4E5A-9B8C-1D2E3F4A5B6C", "7c1e5a2b-0d3f-4e5a-9b8c-1d2e3f4a5b6d"
+    run_a = katib.experiment_name("loopline-tune", uuid_a)
+    run_b = katib.experiment_name("loopline-tune", uuid_b)
+    assert run_a != run_b and run_a.startswith("loopline-tune-")
+    assert katib.experiment_name("loopline-tune", uuid_a) == run_a  # a retried task: same name
+    long_prefix = katib.experiment_name("Loopline-Tune-" + "x" * 60, uuid_a)
+    for name in (
+        run_a,
+        run_b,
+        long_prefix,
+        katib.experiment_name("a-----------------------------", ""),
+    ):
+        assert len(name) <= katib.MAX_NAME_LENGTH
         katib.check_webhook_rules({**build(), "metadata": {"name": name, "namespace": "team-a"}})

@@ -87,3 +87,19 @@ def test_bad_metric_is_named(artifacts, capsys):
             ]
         )
     assert "--metric 'accuracy' is not one of rmse, mae, r2" in capsys.readouterr().err
+
+
+def test_reads_katibs_text_values_as_the_launcher_does(artifacts, capsys):
+    """`true` and `True` are the same value for a trial (and for the launcher's result)."""
+    data = [
+        f"--train={artifacts / 'train'}",
+        f"--eval={artifacts / 'eval'}",
+        f"--transformer={artifacts / 'transformer'}",
+        "--model-type=linear",
+        "--metric=r2",
+    ]
+    runs = {}
+    for text in ("true", "True", "false"):
+        assert trial.main([*data, f"--param=fit_intercept={text}"]) == 0
+        runs[text] = _metrics(capsys.readouterr().out)
+    assert runs["true"] == runs["True"] != runs["false"]

@@ -1,16 +1,22 @@
 """The Katib launcher with the real Katib SDK (tuner env) and a fake Kubernetes API at its boundary.
 
 No API server can run here. The fake stands in for kubernetes.client.CustomObjectsApi,
-the object KatibClient talks to, and follows the Katib controller's documented status
-semantics: an Experiment is Created, then Running, then Succeeded with
-status.currentOptimalTrial, or Failed with a reason and message.
+the object KatibClient talks to, and follows the API server's and the Katib controller's
+documented semantics: a name already taken in the namespace is a 409 Conflict, a missing
+Experiment a 404, delete removes it; an Experiment is Created, then Running, then
+Succeeded with status.currentOptimalTrial, or Failed with a reason and message.
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import logging
+from pathlib import Path
 
 import pytest
+import yaml
+from kubernetes.client.rest import ApiException
 
 from components.tune import katib, katib_launcher, search_space
 
@@ -22,6 +28,7 @@ DATA = {
     "transformer": "minio://b/t",
     "s3_endpoint": "m:9000",
 }
+COMPONENT_YAML = Path(katib_launcher.__file__).with_name("katib_component.yaml")
 
 
 class _Thread:
@@ -46,16 +53,31 @@ def _condition(kind, reason, message):
 class FakeCustomObjects:
     """CustomObjectsApi for kubeflow.org/v1beta1 experiments, with scripted controller progress."""
 
-    def __init__(self, outcome: str, polls_until_done: int = 2):
+    def __init__(self, outcome: str, polls_until_done: int = 2, best_values=None):
         self.outcome, self.polls_until_done = outcome, polls_until_done
-        self.store, self.gets = {}, 0
+        self.best_values = best_values or {
+            "learning_rate": "0.12",
+            "max_iter": "180",
+            "loss": "poisson",
+        }
+        self.store, self.gets, self.created, self.deleted = {}, {}, [], []
+
+    @staticmethod
+    def _check(group, version, plural):
+        assert (group, version, plural) == ("kubeflow.org", "v1beta1", "experiments")
+
+    def _find(self, namespace, name):
+        if (namespace, name) not in self.store:
+            raise ApiException(status=404, reason="Not Found")
+        return self.store[(namespace, name)]
 
     def create_namespaced_custom_object(self, group, version, namespace, plural, body, **kwargs):
-        assert (group, version, plural) == ("kubeflow.org", "v1beta1", "experiments")
+        self._check(group, version, plural)
         katib.check_webhook_rules(body)  # what the admission webhook would do
         key = (namespace, body["metadata"]["name"])
         if key in self.store:
-            raise type("ApiException", (Exception,), {"status": 409})()
+            raise ApiException(status=409, reason="Conflict")
+        self.created.append(copy.deepcopy(body))
         obj = copy.deepcopy(body)
         obj["status"] = {
             "conditions": [_condition("Created", "ExperimentCreated", "Experiment is created")]
@@ -63,16 +85,24 @@ class FakeCustomObjects:
         self.store[key] = obj
         return copy.deepcopy(obj)
 
+    def delete_namespaced_custom_object(self, group, version, namespace, plural, name, **kwargs):
+        self._check(group, version, plural)
+        self._find(namespace, name)
+        del self.store[(namespace, name)]
+        self.deleted.append((namespace, name))
+        return {"kind": "Status", "apiVersion": "v1", "status": "Success"}
+
     def get_namespaced_custom_object(self, group, version, namespace, plural, name, **kwargs):
-        obj = self.store[(namespace, name)]
-        self.gets += 1
+        self._check(group, version, plural)
+        obj = self._find(namespace, name)
+        gets = self.gets[(namespace, name)] = self.gets.get((namespace, name), 0) + 1
         status = obj["status"]
-        if self.gets == 1:
+        if gets == 1:
             status["conditions"].append(
                 _condition("Running", "ExperimentRunning", "Experiment is running")
             )
             status["trialsRunning"] = obj["spec"]["parallelTrialCount"]
-        elif self.gets > self.polls_until_done and self.outcome == "succeed":
+        elif gets > self.polls_until_done and self.outcome == "succeed":
             status["conditions"].append(
                 _condition(
                     "Succeeded",
@@ -84,15 +114,13 @@ class FakeCustomObjects:
             status["currentOptimalTrial"] = {
                 "bestTrialName": f"{name}-abc",
                 "parameterAssignments": [
-                    {"name": "learning_rate", "value": "0.12"},
-                    {"name": "max_iter", "value": "180"},
-                    {"name": "loss", "value": "poisson"},
+                    {"name": k, "value": v} for k, v in self.best_values.items()
                 ],
                 "observation": {
                     "metrics": [{"name": "rmse", "latest": "61.5", "min": "61.5", "max": "70.1"}]
                 },
             }
-        elif self.gets > self.polls_until_done and self.outcome == "fail":
+        elif gets > self.polls_until_done and self.outcome == "fail":
             status["conditions"].append(
                 _condition(
                     "Failed",
@@ -119,34 +147,56 @@ def _experiment():
     )
 
 
-def test_success_returns_the_optimal_trial_typed():
+def test_success_returns_the_optimal_trial_typed_and_deletes_the_experiment():
     fake = FakeCustomObjects("succeed")
     params, metrics = katib_launcher.launch(_client(fake), _experiment(), timeout_s=5, poll_s=0)
     assert params == {"learning_rate": 0.12, "max_iter": 180, "loss": "poisson"}
     assert metrics == {"rmse": 61.5}
-    assert ("team-a", "loopline-tune-7") in fake.store
+    assert fake.deleted == [("team-a", "loopline-tune-7")] and fake.store == {}
 
 
-def test_failure_raises_with_katibs_condition_message():
+def test_katibs_text_values_come_back_as_the_trial_read_them():
+    fake = FakeCustomObjects("succeed", best_values={"a": "True", "b": "true", "c": "None"})
+    params, _ = katib_launcher.launch(_client(fake), _experiment(), timeout_s=5, poll_s=0)
+    assert params == {"a": True, "b": True, "c": None}
+
+
+def test_keep_leaves_the_experiment_in_place():
+    fake = FakeCustomObjects("succeed")
+    katib_launcher.launch(_client(fake), _experiment(), timeout_s=5, poll_s=0, keep=True)
+    assert list(fake.store) == [("team-a", "loopline-tune-7")] and fake.deleted == []
+
+
+def test_failure_raises_with_katibs_condition_message_and_deletes():
+    fake = FakeCustomObjects("fail")
     with pytest.raises(
         katib_launcher.ExperimentFailed,
         match="ExperimentMaxFailedTrialsReached: Experiment has failed because max failed count has reached",
     ):
-        katib_launcher.launch(
-            _client(FakeCustomObjects("fail")), _experiment(), timeout_s=5, poll_s=0
-        )
+        katib_launcher.launch(_client(fake), _experiment(), timeout_s=5, poll_s=0)
+    assert fake.deleted == [("team-a", "loopline-tune-7")]
 
 
-def test_timeout_names_the_last_condition():
+def test_timeout_names_the_last_condition_and_stops_the_trials():
+    fake = FakeCustomObjects("hang", polls_until_done=10**6)
     with pytest.raises(
         TimeoutError, match=r"did not succeed within 0 s; last: Running: ExperimentRunning"
     ):
-        katib_launcher.launch(
-            _client(FakeCustomObjects("hang", polls_until_done=10**6)),
-            _experiment(),
-            timeout_s=0,
-            poll_s=0,
-        )
+        katib_launcher.launch(_client(fake), _experiment(), timeout_s=0, poll_s=0)
+    assert fake.deleted == [("team-a", "loopline-tune-7")]
+
+
+def test_a_failed_delete_is_logged_and_the_result_kept(caplog):
+    fake = FakeCustomObjects("succeed")
+
+    def forbidden(*args, **kwargs):
+        raise ApiException(status=403, reason="Forbidden")
+
+    fake.delete_namespaced_custom_object = forbidden
+    with caplog.at_level(logging.WARNING, logger="loopline.tune.katib"):
+        params, _ = katib_launcher.launch(_client(fake), _experiment(), timeout_s=5, poll_s=0)
+    assert params["max_iter"] == 180
+    assert "kubectl -n team-a delete experiment loopline-tune-7" in caplog.text
 
 
 def test_an_experiment_the_webhook_would_reject_is_never_sent():
@@ -156,3 +206,110 @@ def test_an_experiment_the_webhook_would_reject_is_never_sent():
     with pytest.raises(katib.ExperimentRuleError, match="parallelTrialCount"):
         katib_launcher.launch(_client(fake), bad, timeout_s=5, poll_s=0)
     assert fake.store == {}
+
+
+# ---- main(), run as the compiled component runs it
+
+
+def _as_kfp_renders(value, kind: str) -> str:
+    """A parameter as the KFP backend substitutes it into args (PbValueToText: strconv's
+    FormatBool, and FormatFloat(v, 'f', -1, 64): 60.0 -> "60")."""
+    if kind == "STRING":
+        return value
+    if kind == "BOOLEAN":
+        return "true" if value else "false"
+    number = float(value)
+    return str(int(number)) if number.is_integer() else repr(number)
+
+
+def compiled_argv(out: Path, **params) -> list[str]:
+    """The launcher's argv from katib_component.yaml, placeholders filled as KFP fills them."""
+    spec = yaml.safe_load(COMPONENT_YAML.read_text())
+    container = spec["deploymentSpec"]["executors"]["exec-tune-katib"]["container"]
+    assert container["command"] == ["python", "-m", "components.tune.katib_launcher"]
+    inputs = spec["components"]["comp-tune-katib"]["inputDefinitions"]
+    assert set(params) <= set(inputs["parameters"]), "not a parameter of the component"
+    fill = {
+        f"{{{{$.inputs.parameters['{k}']}}}}": _as_kfp_renders(
+            params.get(k, d.get("defaultValue")), d["parameterType"]
+        )
+        for k, d in inputs["parameters"].items()
+    }
+    for artifact in inputs["artifacts"]:
+        fill[f"{{{{$.inputs.artifacts['{artifact}'].uri}}}}"] = f"minio://mlpipeline/r/{artifact}"
+    fill["{{$.outputs.parameters['best_params'].output_file}}"] = str(out / "best_params")
+    fill["{{$.outputs.artifacts['report'].path}}"] = str(out / "report.md")
+    argv = [fill.get(arg, arg) for arg in container["args"]]
+    assert not [arg for arg in argv if "{{" in arg], argv
+    return argv + ["--poll-seconds=0"]  # not a component parameter: 15 s on a cluster
+
+
+@pytest.fixture
+def cluster(monkeypatch):
+    """KatibClient() as main() builds it, talking to the fake (no kube config here)."""
+    import kubernetes
+
+    fake = FakeCustomObjects("succeed")
+    monkeypatch.setattr(kubernetes.config, "load_kube_config", lambda **kwargs: None)
+    monkeypatch.setattr(kubernetes.client, "CustomObjectsApi", lambda api_client=None: fake)
+    return fake
+
+
+def _trial_pod(body: dict) -> dict:
+    return body["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
+
+
+def test_every_run_creates_its_own_experiment_with_credentials_then_deletes_it(cluster, tmp_path):
+    runs = {
+        "run-a": "7c1e5a2b-0d3f-4e5a-9b8c-1d2e3f4a5b6c",
+        "run-b": "0a1b2c3d-0d3f-4e5a-9b8c-1d2e3f4a5b6c",
+    }
+    for out, run_id in runs.items():
+        argv = compiled_argv(
+            tmp_path / out, run_id=run_id, namespace="team-a", s3_credentials_secret="team-a-minio"
+        )
+        assert katib_launcher.main(argv) == 0
+    names = [body["metadata"]["name"] for body in cluster.created]
+    assert names == [katib.experiment_name("loopline-tune", r) for r in runs.values()]
+    assert len(set(names)) == 2 and all(len(n) <= katib.MAX_NAME_LENGTH for n in names)
+    assert {body["metadata"]["namespace"] for body in cluster.created} == {"team-a"}
+    for body in cluster.created:
+        pod = _trial_pod(body)
+        assert pod["serviceAccountName"] == "loopline-pipeline-runner"
+        assert pod["containers"][0]["env"] == [
+            {
+                "name": env,
+                "valueFrom": {
+                    "secretKeyRef": {"name": "team-a-minio", "key": key, "optional": True}
+                },
+            }
+            for env, key in (
+                ("AWS_ACCESS_KEY_ID", "accesskey"),
+                ("AWS_SECRET_ACCESS_KEY", "secretkey"),
+            )
+        ]
+        assert "--train=minio://mlpipeline/r/train_data" in pod["containers"][0]["command"]
+    assert cluster.deleted == [("team-a", n) for n in names] and cluster.store == {}
+    best = json.loads((tmp_path / "run-b" / "best_params").read_text())
+    assert best == {"learning_rate": 0.12, "max_iter": 180, "loss": "poisson"}
+    report = (tmp_path / "run-b" / "report.md").read_text()
+    assert f"Experiment `team-a/{names[1]}` (deleted)" in report
+
+
+def test_a_kept_experiment_stays_and_its_name_is_never_reused(cluster, tmp_path):
+    argv = compiled_argv(tmp_path, run_id="run-1", namespace="team-a", keep_experiment=True)
+    assert katib_launcher.main(argv) == 0
+    kept = cluster.created[0]["metadata"]["name"]
+    assert list(cluster.store) == [("team-a", kept)]
+    assert f"`team-a/{kept}` (kept)" in (tmp_path / "report.md").read_text()
+    # The same run id while that Experiment is kept: the API server refuses the name, and
+    # the launcher leaves the Experiment it did not create alone.
+    with pytest.raises(Exception, match=f"team-a/{kept} already exists"):
+        katib_launcher.main(argv)
+    assert list(cluster.store) == [("team-a", kept)] and cluster.deleted == []
+
+
+def test_without_a_run_id_the_name_is_still_unique(cluster, tmp_path):
+    for run in ("a", "b"):
+        assert katib_launcher.main(compiled_argv(tmp_path / run, run_id="")) == 0
+    assert len({body["metadata"]["name"] for body in cluster.created}) == 2
