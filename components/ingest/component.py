@@ -23,9 +23,14 @@ def ingest(
     window_end: str = "",
     file_format: str = "auto",
     s3_endpoint: str = "",
-    s3_secure: bool = True,
+    s3_secure: bool = False,
 ):
     """Reads a CSV or Parquet snapshot and writes train / eval / holdout Parquet datasets.
+
+    Every parameter is checked before the snapshot is read; a bad one (or a contradictory
+    combination) fails the task with a message that names it. The snapshot's URI does not
+    say what the data is, so a pipeline should run this task with caching off
+    (``set_caching_options(False)``), as the training pipeline does.
 
     Args:
         source_uri: Local path, ``file://`` URI or ``s3://bucket/key`` of the snapshot.
@@ -35,7 +40,8 @@ def ingest(
         report: Output. Markdown summary: rows and sha256 per split.
         split_method: ``time`` (ordered by ``time_column``) or ``hash`` (sha256 of ``key_column``).
         time_column: Column that orders rows in time; also the column of the window.
-        key_column: Column whose value decides the split for ``split_method="hash"``.
+        key_column: Column whose value decides the split for ``split_method="hash"``; must be
+            empty for a time split.
         train_fraction: Share of rows for train.
         eval_fraction: Share of rows for eval.
         holdout_fraction: Share of rows for holdout; the three must sum to 1.
@@ -43,7 +49,8 @@ def ingest(
         window_end: Keep rows with ``time_column < window_end``; empty: open.
         file_format: ``auto`` (by file extension), ``csv`` or ``parquet``.
         s3_endpoint: ``host:port`` of the S3 / MinIO endpoint for ``s3://`` sources.
-        s3_secure: Reach ``s3_endpoint`` over TLS.
+        s3_secure: Reach ``s3_endpoint`` over TLS (off by default, as the training pipeline:
+            Kubeflow's in-cluster MinIO speaks plain HTTP).
     """
     import logging
 
@@ -53,12 +60,8 @@ def ingest(
     results = executor.run(
         source_uri=source_uri,
         outputs={"train": train.path, "eval": eval_data.path, "holdout": holdout.path},
-        split_rule=executor.SplitRule(
-            method=split_method,
-            column=time_column if split_method == "time" else key_column,
-            train=train_fraction,
-            eval=eval_fraction,
-            holdout=holdout_fraction,
+        split_rule=executor.split_rule_for(
+            split_method, time_column, key_column, train_fraction, eval_fraction, holdout_fraction
         ),
         window=executor.Window(column=time_column, start=window_start, end=window_end),
         file_format=file_format,

@@ -94,6 +94,36 @@ class SplitRule:
         }
 
 
+def split_rule_for(
+    split_method: str,
+    time_column: str,
+    key_column: str,
+    train_fraction: float,
+    eval_fraction: float,
+    holdout_fraction: float,
+) -> SplitRule:
+    """The split rule that ingest's parameters describe, checked; names a contradictory one.
+
+    A time split orders by ``time_column``, a hash split hashes ``key_column``.
+    ``time_column`` may be set with a hash split (it is the window's column too), but a
+    ``key_column`` with a time split would be silently ignored, so it is refused.
+    """
+    if split_method == "time" and key_column:
+        raise IngestError(
+            f"key_column {key_column!r} is set but split_method is 'time', which ignores it; "
+            "clear key_column or set split_method to 'hash'"
+        )
+    rule = SplitRule(
+        method=split_method,
+        column=time_column if split_method == "time" else key_column,
+        train=train_fraction,
+        eval=eval_fraction,
+        holdout=holdout_fraction,
+    )
+    rule.validate()
+    return rule
+
+
 @dataclass(frozen=True)
 class Window:
     """A half-open time window ``start <= column < end``; empty bounds are open."""
@@ -105,6 +135,30 @@ class Window:
     @property
     def active(self) -> bool:
         return bool(self.start or self.end)
+
+    def validate(self) -> None:
+        """Checks what can be checked without the data: a column, bound formats, their order."""
+        if not self.active:
+            return
+        if not self.column:
+            raise IngestError("window_start / window_end are set but time_column is empty")
+        bounds = {
+            name: _parse_bound(value, name)
+            for name, value in (("window_start", self.start), ("window_end", self.end))
+            if value
+        }
+        if len(bounds) == 2:
+            start, end = bounds["window_start"], bounds["window_end"]
+            if isinstance(start, float) != isinstance(end, float):
+                raise IngestError(
+                    f"window_start {self.start!r} and window_end {self.end!r} must both be "
+                    "numbers or both timestamps"
+                )
+            if start >= end:
+                raise IngestError(
+                    f"window_start {self.start!r} is not before window_end {self.end!r}: "
+                    "the window [start, end) would be empty"
+                )
 
     def as_dict(self) -> dict:
         return {"column": self.column, "start": self.start, "end": self.end} if self.active else {}
@@ -196,7 +250,7 @@ def _require_utf8(table: pa.Table, uri: str) -> None:
 
 
 def read_snapshot(
-    uri: str, file_format: str = "auto", s3_endpoint: str = "", s3_secure: bool = True
+    uri: str, file_format: str = "auto", s3_endpoint: str = "", s3_secure: bool = False
 ) -> tuple[pd.DataFrame, str]:
     """Reads a snapshot; returns the frame and the sha256 of the source bytes."""
     if not uri:
@@ -263,27 +317,42 @@ def _as_time(series: pd.Series, column: str) -> pd.Series:
         ) from exc
 
 
-def _bound(value: str, series: pd.Series, name: str):
-    if pd.api.types.is_numeric_dtype(series):
-        try:
-            return float(value)
-        except ValueError as exc:
-            raise IngestError(
-                f"{name} {value!r} is not a number, but the time column is numeric"
-            ) from exc
+def _parse_bound(value: str, name: str) -> float | pd.Timestamp:
+    """A window bound as a number, else as a UTC timestamp; names the bound when it is neither."""
+    try:
+        number = float(value)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(number):
+            raise IngestError(f"{name} {value!r} is not a finite number")
+        return number
     try:
         stamp = pd.Timestamp(value)
     except ValueError as exc:
-        raise IngestError(f"{name} {value!r} is not a timestamp") from exc
+        raise IngestError(
+            f"{name} {value!r} is neither a number nor a timestamp (e.g. 2011-06-01T00:00:00Z)"
+        ) from exc
+    if pd.isna(stamp):
+        raise IngestError(f"{name} {value!r} is neither a number nor a timestamp")
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _bound(value: str, series: pd.Series, name: str):
+    bound = _parse_bound(value, name)
+    numeric = pd.api.types.is_numeric_dtype(series)
+    if numeric and not isinstance(bound, float):
+        raise IngestError(f"{name} {value!r} is not a number, but the time column is numeric")
+    if not numeric and isinstance(bound, float):
+        raise IngestError(f"{name} {value!r} is a number, but the time column holds timestamps")
+    return bound
 
 
 def apply_window(df: pd.DataFrame, window: Window) -> pd.DataFrame:
     """Keeps the rows with ``start <= column < end``."""
     if not window.active:
         return df
-    if not window.column:
-        raise IngestError("window_start / window_end are set but time_column is empty")
+    window.validate()
     times = _as_time(_require_column(df, window.column, "time_column"), window.column)
     mask = pd.Series(True, index=df.index)
     if window.start:
@@ -376,7 +445,7 @@ def run(
     window: Window | None = None,
     file_format: str = "auto",
     s3_endpoint: str = "",
-    s3_secure: bool = True,
+    s3_secure: bool = False,
 ) -> dict[str, SplitResult]:
     """Runs ingest end to end.
 
@@ -387,19 +456,25 @@ def run(
         window: Optional time window applied before splitting.
         file_format: ``auto`` (by extension), ``csv`` or ``parquet``.
         s3_endpoint: ``host:port`` of the S3 / MinIO endpoint for ``s3://`` sources.
-        s3_secure: Use TLS to reach ``s3_endpoint``.
+        s3_secure: Use TLS to reach ``s3_endpoint`` (default off, as Kubeflow's in-cluster MinIO).
 
     Returns:
         Split name to :class:`SplitResult` (path, rows, columns, sha256, artifact metadata).
 
     Raises:
-        IngestError: On any bad input, before anything is written.
+        IngestError: On any bad input, before anything is written; on a bad parameter (split
+            rule, window, file format), before the snapshot is read.
     """
     window = window or Window()
     missing = [name for name in SPLITS if name not in outputs]
     if missing:
         raise IngestError(f"outputs lacks a path for: {', '.join(missing)}")
+    # Every parameter that can be checked without the data is checked before reading it.
+    if not source_uri:
+        raise IngestError("source_uri is empty")
     split_rule.validate()
+    window.validate()
+    _detect_format(source_uri, file_format)
     log.info("reading %s", source_uri)
     df, source_sha = read_snapshot(source_uri, file_format, s3_endpoint, s3_secure)
     log.info("read %d rows x %d columns (source sha256 %s)", len(df), df.shape[1], source_sha[:12])

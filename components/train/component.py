@@ -16,7 +16,8 @@ def train(
     metrics: Output[Metrics],
     eval_predictions: Output[Dataset],
     params: str = "{}",
-    model_type: str = "gradient_boosting",
+    search_space: str = "",
+    model_type: str = "",
     seed: int = 0,
 ):
     """Trains transform + estimator as one scikit-learn Pipeline and records its lineage.
@@ -32,7 +33,10 @@ def train(
         metrics: Output. The eval metrics, shown by the KFP UI.
         eval_predictions: Output. Parquet: the model's predictions on the eval split's rows, in order.
         params: Estimator parameters as JSON (e.g. the tune step's best parameters).
-        model_type: ``gradient_boosting`` or ``linear``.
+        search_space: The search space the parameters were tuned in (bundled name, path in
+            the image, or JSON); its ``model_type`` is the model type. Empty: none.
+        model_type: ``gradient_boosting`` or ``linear``; empty: the search space's, else
+            ``gradient_boosting``. Given with ``search_space``, the two must agree.
         seed: Random seed.
     """
     import json
@@ -40,6 +44,7 @@ def train(
 
     from components.train import executor
 
+    model_type = executor.resolve_model_type(model_type, search_space)
     lineage = {
         "data_sha256": train_data.metadata.get("sha256", ""),
         "eval_data_sha256": eval_data.metadata.get("sha256", ""),

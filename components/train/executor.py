@@ -30,10 +30,15 @@ from sklearn.metrics import (
 from sklearn.pipeline import Pipeline
 
 from components import __version__ as CODE_VERSION
+from components._specs import load_json
 from components.transform import executor as transform_exec
 
 MODEL_FILE = "model.joblib"  # the name KServe's sklearn server loads
 MODEL_TYPES = ("gradient_boosting", "linear")
+DEFAULT_MODEL_TYPE = "gradient_boosting"  # also a search space's default (tune)
+# The bundled search spaces, read as data (no import of tune): the training pipeline hands
+# train the search space that tune ran, so that the model type has one source.
+SEARCH_SPACES_DIR = Path(__file__).resolve().parent.parent / "tune" / "specs"
 # Metric name -> True when larger is better.
 METRICS = {
     "regression": {"rmse": False, "mae": False, "r2": True},
@@ -43,6 +48,33 @@ METRICS = {
 
 class TrainError(ValueError):
     """Bad training input; the message names the parameter or column."""
+
+
+def resolve_model_type(model_type: str = "", search_space: str = "") -> str:
+    """The model type to fit: the search space's ``model_type`` when a search space is given.
+
+    Args:
+        model_type: An explicit model type, or empty.
+        search_space: A bundled search-space name, a JSON path or JSON text, or empty.
+
+    Raises:
+        TrainError: When both are given and disagree (the tuned parameters belong to the
+            search space's model type), or the model type is unknown.
+    """
+    chosen = model_type
+    if search_space:
+        spec = load_json(search_space, SEARCH_SPACES_DIR, "search space", TrainError)
+        tuned = spec.get("model_type", DEFAULT_MODEL_TYPE)
+        if model_type and model_type != tuned:
+            raise TrainError(
+                f"model_type {model_type!r} disagrees with the search space's model_type "
+                f"{tuned!r}: its parameters were tuned for {tuned!r}; leave model_type empty"
+            )
+        chosen = tuned
+    chosen = chosen or DEFAULT_MODEL_TYPE
+    if chosen not in MODEL_TYPES:
+        raise TrainError(f"model_type {chosen!r} is not one of {', '.join(MODEL_TYPES)}")
+    return chosen
 
 
 def make_estimator(task: str, model_type: str, params: dict, seed: int = 0):

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from components.ingest.executor import IngestError, SplitRule, Window, run
+from components.ingest.executor import IngestError, SplitRule, Window, run, split_rule_for
 
 pytestmark = pytest.mark.unit
 
@@ -231,12 +233,19 @@ BAD_INPUTS = {
         Window("day", "400", "500"),
         r"window day in \[400, 500\) selects no rows.*spans 1 .. 10",
     ),
-    "window bound not a number": (
+    "window bound neither number nor timestamp": (
         "a.csv",
         HEADER + ROWS,
         TIME_RULE,
         Window("day", "soon", ""),
-        r"window_start 'soon' is not a number",
+        r"window_start 'soon' is neither a number nor a timestamp",
+    ),
+    "timestamp bound on a numeric time column": (
+        "a.csv",
+        HEADER + ROWS,
+        TIME_RULE,
+        Window("day", "", "2011-06-01"),
+        r"window_end '2011-06-01' is not a number, but the time column is numeric",
     ),
     "fractions do not sum to 1": (
         "a.csv",
@@ -286,19 +295,179 @@ def test_bad_input_is_named_and_nothing_is_written(case, tmp_path):
     assert not any(os.path.exists(p) for p in outputs.values())
 
 
+# Parameters that are wrong whatever the data: each is named before the snapshot is read,
+# so the source here does not even exist.
+BAD_PARAMETERS = {
+    # case: (rule, window, file_format, expected message)
+    "unknown split method": (
+        SplitRule("random", "day", 0.7, 0.15, 0.15),
+        Window(),
+        "auto",
+        r"split_method 'random' is not supported; use one of time, hash",
+    ),
+    "fractions do not sum to 1": (
+        SplitRule("time", "day", 0.8, 0.15, 0.15),
+        Window(),
+        "auto",
+        r"train_fraction \+ eval_fraction \+ holdout_fraction must sum to 1",
+    ),
+    "empty eval fraction": (
+        SplitRule("time", "day", 0.85, 0.0, 0.15),
+        Window(),
+        "auto",
+        r"train_fraction and eval_fraction must be > 0",
+    ),
+    "hash split without key column": (
+        SplitRule("hash", "", 0.7, 0.15, 0.15),
+        Window(),
+        "auto",
+        r"split_method 'hash' needs key_column, which is empty",
+    ),
+    "window without time column": (
+        SplitRule("hash", "hr", 0.7, 0.15, 0.15),
+        Window("", "1", "5"),
+        "auto",
+        r"window_start / window_end are set but time_column is empty",
+    ),
+    "window bound unparsable": (
+        TIME_RULE,
+        Window("day", "", "next week"),
+        "auto",
+        r"window_end 'next week' is neither a number nor a timestamp",
+    ),
+    "window start not before end": (
+        TIME_RULE,
+        Window("day", "200", "100"),
+        "auto",
+        r"window_start '200' is not before window_end '100'",
+    ),
+    "window bounds of two kinds": (
+        TIME_RULE,
+        Window("day", "1", "2011-06-01"),
+        "auto",
+        r"window_start '1' and window_end '2011-06-01' must both be numbers or both timestamps",
+    ),
+    "unknown file format": (
+        TIME_RULE,
+        Window(),
+        "xlsx",
+        r"file_format 'xlsx' is not supported; use one of auto, csv, parquet",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_PARAMETERS), ids=list(BAD_PARAMETERS))
+def test_bad_parameter_is_named_before_the_snapshot_is_read(case, tmp_path):
+    rule, window, file_format, message = BAD_PARAMETERS[case]
+    absent = str(tmp_path / "absent.csv")  # reading it would fail with "not found"
+    with pytest.raises(IngestError, match=message):
+        run(absent, outputs_in(tmp_path), rule, window=window, file_format=file_format)
+
+
+def test_split_rule_for_picks_the_column_and_refuses_an_ignored_key_column():
+    assert split_rule_for("time", "day", "", 0.7, 0.15, 0.15) == TIME_RULE
+    # A hash split hashes key_column; time_column stays the window's column.
+    assert split_rule_for("hash", "day", "hr", 0.6, 0.2, 0.2).column == "hr"
+    with pytest.raises(IngestError, match=r"key_column 'hr' is set but split_method is 'time'"):
+        split_rule_for("time", "day", "hr", 0.7, 0.15, 0.15)
+    with pytest.raises(IngestError, match=r"must sum to 1"):
+        split_rule_for("hash", "day", "hr", 0.7, 0.2, 0.2)
+
+
+def test_number_bound_on_a_timestamp_column_is_named(tmp_path):
+    src = tmp_path / "events.csv"
+    times = pd.date_range("2026-01-01", periods=10, freq="h")
+    pd.DataFrame({"ts": times.strftime("%Y-%m-%dT%H:%M:%S"), "x": range(10)}).to_csv(
+        src, index=False
+    )
+    with pytest.raises(IngestError, match=r"window_start '3' is a number, but the time column"):
+        run(
+            str(src),
+            outputs_in(tmp_path),
+            SplitRule("time", "ts", 0.5, 0.5, 0.0),
+            window=Window("ts", "3", ""),
+        )
+
+
+def test_directory_is_named(tmp_path):
+    src = tmp_path / "dir.csv"
+    src.mkdir()
+    with pytest.raises(IngestError, match="is a directory; name one file"):
+        run(str(src), outputs_in(tmp_path), TIME_RULE)
+
+
+NOBODY = 65534  # the conventional unprivileged uid / gid (Debian's nobody / nogroup)
+
+
+def _ingest_as_unprivileged(source: str, out_dir: str) -> str:
+    """Runs ingest on ``source`` as a user without privileges; returns "ok" or the error.
+
+    root reads any file whatever its mode, so as root the run happens in a forked child
+    that drops to uid/gid ``NOBODY`` first (an exec'd interpreter could not be used: the
+    venv's Python may sit under /root, which nobody cannot enter). Anything unexpected
+    in the child, including a failure to drop privileges, comes back as an error.
+    """
+    if os.geteuid() != 0:
+        try:
+            run(source, outputs_in(Path(out_dir)), TIME_RULE)
+        except IngestError as exc:
+            return f"IngestError: {exc}"
+        return "ok"
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop privileges, run, report, never return into pytest
+        status = 0
+        try:
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            try:
+                os.setuid(0)
+            except PermissionError:
+                pass  # as it should: the child cannot become root again
+            else:
+                raise RuntimeError("privileges were not dropped: setuid(0) succeeded")
+            try:
+                run(source, outputs_in(Path(out_dir)), TIME_RULE)
+                result = "ok"
+            except IngestError as exc:
+                result = f"IngestError: {exc}"
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails
+            result, status = f"child failed: {type(exc).__name__}: {exc}", 1
+        os.write(write_end, result.encode())
+        os._exit(status)
+    os.close(write_end)
+    chunks = []
+    while chunk := os.read(read_end, 65536):
+        chunks.append(chunk)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    return b"".join(chunks).decode()
+
+
 def test_unreadable_file_is_named(tmp_path):
-    if os.geteuid() == 0:
-        # root reads any file: check through a path that cannot be opened instead.
-        src = _write(tmp_path, "dir.csv", "")
-        os.remove(src)
-        os.mkdir(src)
-        with pytest.raises(IngestError, match="is a directory"):
-            run(src, outputs_in(tmp_path), TIME_RULE)
-    else:
-        src = _write(tmp_path, "locked.csv", HEADER + ROWS)
-        os.chmod(src, 0)
-        with pytest.raises(IngestError, match=r"not readable \(permission denied\)"):
-            run(src, outputs_in(tmp_path), TIME_RULE)
+    # A folder an unprivileged user can enter (pytest's tmp_path is private to its owner).
+    folder = Path(tempfile.mkdtemp(prefix="loopline-perm-"))
+    try:
+        folder.chmod(0o755)
+        (folder / "out").mkdir(mode=0o777)
+        (folder / "out").chmod(0o777)
+        readable = folder / "readable.csv"
+        readable.write_text(HEADER + ROWS)
+        readable.chmod(0o644)
+        locked = folder / "locked.csv"
+        locked.write_text(HEADER + ROWS)
+        locked.chmod(0)
+
+        # The control: the same user reads a readable file in the same folder, so the
+        # failure below is the file's mode, not a folder the user cannot enter.
+        assert _ingest_as_unprivileged(str(readable), str(folder / "out")) == "ok"
+        outcome = _ingest_as_unprivileged(str(locked), str(folder / "out" / "locked"))
+        assert outcome == (
+            f"IngestError: source_uri {str(locked)!r} is not readable (permission denied)"
+        )
+    finally:
+        shutil.rmtree(folder)
 
 
 def test_non_utf8_bytes_in_text_column_are_reported(tmp_path):

@@ -97,3 +97,32 @@ def test_unknown_parameter_and_model_type_are_named():
         executor.make_estimator("regression", "gradient_boosting", {"depth": 3})
     with pytest.raises(executor.TrainError, match="model_type 'xgboost'"):
         executor.make_estimator("regression", "xgboost", {})
+
+
+def test_model_type_comes_from_the_search_space_and_a_disagreement_is_named(tmp_path):
+    linear_space = json.dumps({"model_type": "linear", "parameters": []})
+    # The bundled search space (what the training pipeline passes by default) tunes gradient
+    # boosting, read from tune's spec file, not a constant of train.
+    bundled = json.loads((executor.SEARCH_SPACES_DIR / "bikeshare.json").read_text())
+    assert executor.resolve_model_type("", "bikeshare") == bundled["model_type"]
+    # JSON text and a path work as in tune; the search space decides.
+    assert executor.resolve_model_type("", linear_space) == "linear"
+    path = tmp_path / "space.json"
+    path.write_text(linear_space)
+    assert executor.resolve_model_type("", str(path)) == "linear"
+    assert executor.resolve_model_type("linear", linear_space) == "linear"
+    # A search space without model_type means gradient boosting, as in tune.
+    assert executor.resolve_model_type("", '{"parameters": []}') == "gradient_boosting"
+    # Without a search space: the explicit type, else gradient boosting.
+    assert executor.resolve_model_type("linear", "") == "linear"
+    assert executor.resolve_model_type("", "") == "gradient_boosting"
+
+    with pytest.raises(
+        executor.TrainError,
+        match="model_type 'linear' disagrees with the search space's model_type 'gradient_boosting'",
+    ):
+        executor.resolve_model_type("linear", "bikeshare")
+    with pytest.raises(executor.TrainError, match="model_type 'xgboost' is not one of"):
+        executor.resolve_model_type("", '{"model_type": "xgboost"}')
+    with pytest.raises(executor.TrainError, match="search space 'nope' not found"):
+        executor.resolve_model_type("", "nope")
