@@ -182,8 +182,8 @@ def _measurements(
                     rows, base_rows = a.rows, b.rows
                     noise = policy_mod.noise_bound(
                         b,
-                        rows,
-                        base_rows,
+                        policy.effective_rows(feature, rows),
+                        policy.effective_rows(feature, base_rows),
                         measure,
                         policy.false_alarm_rate,
                         policy.replicates,

@@ -23,7 +23,11 @@ measure is computed between the two draws the way TFDV computes it:
 * categorical features (L-infinity distance of the frequencies): multinomial draws of
   the baseline's category frequencies.
 
-The bound is the ``1 - false_alarm_rate`` quantile of those values. A small clean batch is therefore not flagged by chance; the levels themselves are
+The bound is the ``1 - false_alarm_rate`` quantile of those values. Rows are not always
+independent draws: hourly readings of one day share its weather. ``correlated_rows``
+(per policy, or per feature) says how many rows make one independent draw; the bootstrap
+draws ``rows / correlated_rows`` values on each side (the effective sample size), so a few
+weeks of data are not judged as if they were thousands of independent observations. A small clean batch is therefore not flagged by chance; the levels themselves are
 effect sizes that do not fall with the number of rows, so a large batch is not flagged for
 a negligible shift. Rows of one day are correlated (weather comes in spells), so the
 bound is a floor: the levels are calibrated on real windows (see the policy file).
@@ -79,6 +83,7 @@ class FeaturePolicy:
     drift: Levels | None  # None: the feature is not compared for drift
     skew: Levels | None  # None: not compared for skew (a label, say)
     why: str = ""
+    correlated_rows: int | None = None  # None: the policy's
 
 
 @dataclass(frozen=True)
@@ -88,10 +93,17 @@ class Policy:
     false_alarm_rate: float
     replicates: int
     features: dict[str, FeaturePolicy]
+    correlated_rows: int = 1
 
     def levels(self, feature: str, check: str) -> Levels | None:
         entry = self.features.get(feature)
         return getattr(entry, check) if entry else None
+
+    def effective_rows(self, feature: str, rows: int) -> int:
+        """Independent draws in ``rows`` rows: rows / correlated_rows, at least 1."""
+        entry = self.features.get(feature)
+        per_draw = (entry.correlated_rows if entry else None) or self.correlated_rows
+        return max(1, round(rows / per_draw))
 
 
 # --------------------------------------------------------------------------- loading
@@ -136,12 +148,13 @@ def parse(raw: dict, source: str, schema_version: str) -> Policy:
         raise PolicyError(
             f"policy {source}: bootstrap_replicates must be an integer in [100, 100000]"
         )
+    correlated = _correlated(raw.get("correlated_rows", 1), f"policy {source}: correlated_rows")
     features = {}
     for name, entry in (raw["features"] or {}).items():
         where = f"policy {source}: features.{name}"
         if not isinstance(entry, dict) or entry.get("measure") not in MEASURES:
             raise PolicyError(f"{where}.measure: one of {sorted(MEASURES)}")
-        unknown = set(entry) - {"measure", "drift", "skew", "why"}
+        unknown = set(entry) - {"measure", "drift", "skew", "why", "correlated_rows"}
         if unknown:
             raise PolicyError(f"{where}: unknown keys {sorted(unknown)}")
         if "drift" not in entry and "skew" not in entry:
@@ -151,8 +164,17 @@ def parse(raw: dict, source: str, schema_version: str) -> Policy:
             _levels(entry["drift"], f"{where}.drift") if "drift" in entry else None,
             _levels(entry["skew"], f"{where}.skew") if "skew" in entry else None,
             str(entry.get("why", "")),
+            _correlated(entry["correlated_rows"], f"{where}.correlated_rows")
+            if "correlated_rows" in entry
+            else None,
         )
-    return Policy(str(raw["policy_version"]), source, rate, replicates, features)
+    return Policy(str(raw["policy_version"]), source, rate, replicates, features, correlated)
+
+
+def _correlated(value, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PolicyError(f"{where}: must be an integer >= 1, got {value!r}")
+    return value
 
 
 def load(path: str | Path, schema_version: str) -> Policy:
