@@ -45,11 +45,10 @@ def ingest(
         s3_endpoint: ``host:port`` of the S3 / MinIO endpoint for ``s3://`` sources.
         s3_secure: Reach ``s3_endpoint`` over TLS.
     """
-    import logging
-
     from components.ingest import executor
+    from components.lib import logs
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.setup()
     results = executor.run(
         source_uri=source_uri,
         outputs={"train": train.path, "eval": eval_data.path, "holdout": holdout.path},

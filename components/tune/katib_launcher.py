@@ -21,6 +21,7 @@ import os
 import sys
 import time
 
+from components.lib import logs
 from components.tune import katib, search_space
 
 log = logging.getLogger("loopline.tune.katib")
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--best-params-out", required=True)
     parser.add_argument("--report-out", required=True)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", force=True)
+    logs.setup()
 
     spec = search_space.load(args.search_space)
     body = katib.experiment(

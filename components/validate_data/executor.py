@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from components.lib import logs
 from components.validate_data import report as report_mod
 from components.validate_data import schema as schema_mod
 
@@ -357,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("statistics", "anomalies", "report", "summary", "anomalies-found"):
         parser.add_argument(f"--{name}-out", required=True)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", force=True)
+    logs.setup()
 
     try:
         beam_args = json.loads(args.beam_args) if args.beam_args else None

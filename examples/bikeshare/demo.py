@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import socket
 import sys
 import time
 from pathlib import Path
 
 from components import _images
+from components.lib import logs
 from pipelines import local as local_run
+from pipelines import local_s3
 from pipelines.training.pipeline import training_pipeline
 
 HERE = Path(__file__).resolve().parent
@@ -30,31 +31,16 @@ DEMO_CREDENTIALS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_object_store():
-    """Starts an S3 endpoint on loopback and uploads the snapshot; returns (server, endpoint)."""
-    from minio import Minio
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    endpoint = f"127.0.0.1:{port}"
-    client = Minio(
-        endpoint,
-        access_key=DEMO_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        secret_key=DEMO_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        secure=False,
-    )
+    """Starts an S3 endpoint on loopback and uploads the snapshot; returns the running store."""
+    store = local_s3.start(DEMO_CREDENTIALS)
+    client = store.client()
     client.make_bucket(BUCKET)
     client.fput_object(BUCKET, KEY, str(SNAPSHOT), content_type="text/csv")
-    print(f"demo: object store at {endpoint}; uploaded {SNAPSHOT.name} to s3://{BUCKET}/{KEY}")
-    return server, endpoint
+    print(
+        f"demo: object store at {store.endpoint}; uploaded {SNAPSHOT.name} to s3://{BUCKET}/{KEY}"
+    )
+    return store
 
 
 def describe(meta: dict) -> str:
@@ -113,10 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         "--pipeline-root", default=".build/pipeline_root", help="where run artifacts go"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
+    logs.setup(logging.WARNING)
 
     started = time.monotonic()
-    server, endpoint = start_object_store()
+    store = start_object_store()
     try:
         root = local_run.init_docker(
             args.pipeline_root, network_mode="host", environment=DEMO_CREDENTIALS
@@ -124,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo: kfp.local DockerRunner, image {_images.PIPELINE_IMAGE}, pipeline root {root}")
         training_pipeline(
             source_uri=f"s3://{BUCKET}/{KEY}",
-            s3_endpoint=endpoint,
+            s3_endpoint=store.endpoint,
             s3_secure=False,
             split_method="time",
             time_column="day",
@@ -133,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             holdout_fraction=0.15,
         )
     finally:
-        server.stop()
+        store.stop()
     run_dir = local_run.latest_run(root, "loopline-training")
     print_artifacts(run_dir)
     print(f"demo: finished in {time.monotonic() - started:.1f} s")
