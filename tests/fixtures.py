@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from pathlib import Path
 
@@ -18,27 +17,22 @@ def bikeshare_csv() -> Path:
     return BIKESHARE_CSV
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
-def s3_server():
+def s3_store():
     """A real S3 API endpoint on loopback (moto's server), with credentials in the env."""
-    from moto.server import ThreadedMotoServer
+    from pipelines import local_s3
 
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    os.environ["AWS_ACCESS_KEY_ID"] = "loopline-test"
-    os.environ["AWS_SECRET_ACCESS_KEY"] = "loopline-test-secret"
+    credentials = {
+        local_s3.ACCESS_KEY_ENV: "loopline-test",
+        local_s3.SECRET_KEY_ENV: "loopline-test-secret",
+    }
+    store = local_s3.start(credentials)
+    saved = {k: os.environ.get(k) for k in credentials}
+    os.environ.update(credentials)
     try:
-        yield f"127.0.0.1:{port}"
+        yield store
     finally:
-        server.stop()
+        store.stop()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -47,15 +41,14 @@ def s3_server():
 
 
 @pytest.fixture(scope="session")
-def s3_client(s3_server):
-    from minio import Minio
+def s3_server(s3_store) -> str:
+    """``host:port`` of the loopback S3 endpoint."""
+    return s3_store.endpoint
 
-    return Minio(
-        s3_server,
-        access_key=os.environ["AWS_ACCESS_KEY_ID"],
-        secret_key=os.environ["AWS_SECRET_ACCESS_KEY"],
-        secure=False,
-    )
+
+@pytest.fixture(scope="session")
+def s3_client(s3_store):
+    return s3_store.client()
 
 
 @pytest.fixture(scope="session")
@@ -99,3 +92,14 @@ def local_pipeline_root(tmp_path) -> Path:
     root.mkdir()
     root.chmod(0o1777)
     return root
+
+
+@pytest.fixture
+def no_unpickling(monkeypatch):
+    """``joblib.load`` raises AssertionError: a refusal must come before it is called."""
+    import joblib
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("joblib.load was called: the artifact was not refused first")
+
+    monkeypatch.setattr(joblib, "load", refuse)

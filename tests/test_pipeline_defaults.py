@@ -15,9 +15,9 @@ import pytest
 import yaml
 from kfp import components, dsl
 
-from components import _storage
 from components.ingest import executor as ingest_exec
 from components.ingest.component import ingest
+from components.lib import features, modeling, storage
 from components.train import executor as train_exec
 from components.transform import executor as transform_exec
 
@@ -86,10 +86,10 @@ def test_defaults_alone_ingest_bikeshare_and_fit_the_later_steps(bikeshare_csv, 
     # The later steps' defaults fit the data ingest wrote: the feature spec's columns are
     # there, and train fits the model type that the default search space tunes.
     feature_spec = transform_exec.load_spec(DEFAULTS["feature_spec"])
-    transform_exec.check_columns(feature_spec, frames["train"].columns)
+    features.check_columns(feature_spec, frames["train"].columns)
     fitted = transform_exec.fit(feature_spec, frames["train"])
     assert fitted.transform(frames["eval_data"][list(feature_spec["features"])]).shape[0] == 1295
-    assert train_exec.resolve_model_type("", DEFAULTS["search_space"]) in train_exec.MODEL_TYPES
+    assert train_exec.resolve_model_type("", DEFAULTS["search_space"]) in modeling.MODEL_TYPES
     assert DEFAULTS["schema"] == "bikeshare"
 
 
@@ -239,7 +239,7 @@ def test_s3_secure_defaults_agree_from_pipeline_to_the_object_store_client():
         "read_snapshot": inspect.signature(ingest_exec.read_snapshot)
         .parameters["s3_secure"]
         .default,
-        "storage.fetch": inspect.signature(_storage.fetch).parameters["secure"].default,
+        "storage.fetch": inspect.signature(storage.fetch).parameters["secure"].default,
     }
     assert defaults == dict.fromkeys(defaults, DEFAULTS["s3_secure"])
 

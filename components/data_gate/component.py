@@ -24,10 +24,9 @@ def data_gate(anomalies_found: bool, anomalies: Input[Artifact]) -> bool:
     Returns:
         True: the data passed (the step fails otherwise, naming every split and column).
     """
-    import logging
-
     from components.data_gate import executor
+    from components.lib import logs
 
-    logging.basicConfig(level=logging.INFO, format="%(name)s %(message)s")
+    logs.setup()
     executor.check(anomalies_found, anomalies.path)
     return True

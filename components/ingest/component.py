@@ -52,11 +52,10 @@ def ingest(
         s3_secure: Reach ``s3_endpoint`` over TLS (off by default, as the training pipeline:
             Kubeflow's in-cluster MinIO speaks plain HTTP).
     """
-    import logging
-
     from components.ingest import executor
+    from components.lib import logs
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.setup()
     results = executor.run(
         source_uri=source_uri,
         outputs={"train": train.path, "eval": eval_data.path, "holdout": holdout.path},

@@ -24,16 +24,15 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from components import _storage as storage
+from components.lib import artifacts, storage, tables
 
 log = logging.getLogger("loopline.ingest")
 
 SPLITS = ("train", "eval", "holdout")
 SPLIT_METHODS = ("time", "hash")
-FORMATS = ("auto", "csv", "parquet")
+FORMATS = tables.FORMATS
 _FRACTION_TOLERANCE = 1e-6
 
 
@@ -193,60 +192,17 @@ def _detect_format(uri: str, file_format: str) -> str:
         )
     if file_format != "auto":
         return file_format
-    path = urlparse(uri).path.lower()
-    if path.endswith((".parquet", ".pq")):
-        return "parquet"
-    if path.endswith((".csv", ".csv.gz")):
-        return "csv"
-    raise IngestError(
-        f"source_uri {uri!r}: cannot tell the format from the name; set file_format to csv or parquet"
-    )
+    fmt = tables.format_from_name(uri)
+    if fmt is None:
+        raise IngestError(
+            f"source_uri {uri!r}: cannot tell the format from the name; set file_format to csv or parquet"
+        )
+    return fmt
 
 
 def _parse(path: str, uri: str, fmt: str) -> pd.DataFrame:
-    size = os.path.getsize(path)
-    if size == 0:
-        raise IngestError(f"source_uri {uri!r} is empty (0 bytes)")
-    if fmt == "parquet":
-        try:
-            table = pq.read_table(path)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise IngestError(f"source_uri {uri!r} is not a readable Parquet file: {exc}") from exc
-    else:
-        try:
-            table = pacsv.read_csv(
-                path,
-                read_options=pacsv.ReadOptions(block_size=1 << 24),
-                parse_options=pacsv.ParseOptions(newlines_in_values=False),
-            )
-        except pa.ArrowInvalid as exc:
-            raise IngestError(f"source_uri {uri!r} has unparsable rows: {exc}") from exc
-        if table.num_columns == 0:
-            raise IngestError(f"source_uri {uri!r} has no header row")
-        _require_utf8(table, uri)
-    if table.num_rows == 0:
-        raise IngestError(
-            f"source_uri {uri!r} has a header ({table.num_columns} columns) but no data rows"
-        )
-    duplicates = sorted({c for c in table.column_names if table.column_names.count(c) > 1})
-    if duplicates:
-        raise IngestError(f"source_uri {uri!r} repeats column names: {', '.join(duplicates)}")
+    table = tables.read_table(path, fmt, what="source_uri", name=uri, error=IngestError)
     return table.to_pandas()
-
-
-def _require_utf8(table: pa.Table, uri: str) -> None:
-    """Arrow reads a CSV column with bytes that are not UTF-8 as binary: name it and the row."""
-    for name, column in zip(table.column_names, table.columns, strict=True):
-        if not pa.types.is_binary(column.type):
-            continue
-        for row, value in enumerate(column.to_pylist(), start=2):
-            try:
-                value is None or value.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise IngestError(
-                    f"source_uri {uri!r}: column {name!r} has bytes that are not UTF-8 on line {row} "
-                    f"({value[max(0, exc.start - 8) : exc.end + 8]!r}); re-encode the file as UTF-8"
-                ) from exc
 
 
 def read_snapshot(
@@ -264,7 +220,7 @@ def read_snapshot(
             raise IngestError(f"source_uri {uri!r} is a directory; name one file")
         if not os.access(local, os.R_OK):
             raise IngestError(f"source_uri {uri!r} is not readable (permission denied)")
-        return _parse(local, uri, fmt), _sha256_file(local)
+        return _parse(local, uri, fmt), artifacts.sha256_file(local)
     if not storage.is_remote(uri):
         scheme = urlparse(uri).scheme
         raise IngestError(
@@ -274,18 +230,10 @@ def read_snapshot(
         dest = os.path.join(tmp, "snapshot")
         log.info("downloading %s from %s", uri, s3_endpoint)
         try:
-            storage.fetch(uri, dest, s3_endpoint, s3_secure)
+            storage.fetch(uri, dest, s3_endpoint, s3_secure, what="source_uri")
         except storage.StorageError as exc:
             raise IngestError(str(exc)) from exc
-        return _parse(dest, uri, fmt), _sha256_file(dest)
-
-
-def _sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return _parse(dest, uri, fmt), artifacts.sha256_file(dest)
 
 
 # --------------------------------------------------------------------------- window and split
@@ -435,7 +383,7 @@ def write_parquet(df: pd.DataFrame, path: str) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
     pq.write_table(table, path, compression="zstd", row_group_size=1 << 20)
-    return _sha256_file(path)
+    return artifacts.sha256_file(path)
 
 
 def run(

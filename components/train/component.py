@@ -25,7 +25,9 @@ def train(
     Args:
         train_data: The training split.
         eval_data: The evaluation split (metrics only).
-        transformer: The fitted transform (from the transform step, fitted on train only).
+        transformer: The fitted transform (from the transform step, fitted on train only);
+            refused, before it is unpickled, unless it matches the sha256 and scikit-learn
+            version in its metadata.
         statistics: validate_data's statistics (for the schema version in the lineage).
         model: Output. A folder with ``model.joblib`` (what KServe's sklearn server loads);
             metadata: sha256, params, training rows, data hash, schema version, transform
@@ -56,6 +58,7 @@ def train(
         train_data.path,
         eval_data.path,
         transformer.path,
+        dict(transformer.metadata),
         model.path,
         model_type,
         json.loads(params),

@@ -21,7 +21,8 @@ def tune(
     Args:
         train_data: The training split.
         eval_data: The evaluation split the objective is measured on.
-        transformer: The fitted transform (fitted on train only).
+        transformer: The fitted transform (fitted on train only); refused, before it is
+            unpickled, unless it matches the sha256 and scikit-learn version in its metadata.
         report: Output. Markdown: the best trials and their parameters.
         plot: Output. HTML: every trial's objective and the best so far, as a plot.
         search_space: A bundled search-space name, a JSON path in the image, or JSON text.
@@ -31,13 +32,20 @@ def tune(
         The best parameters as JSON, for the train step.
     """
     import json
-    import logging
 
+    from components.lib import logs
     from components.tune import executor
     from components.tune import search_space as space
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", force=True)
-    result = executor.run(train_data.path, eval_data.path, transformer.path, search_space, seed)
+    logs.setup()
+    result = executor.run(
+        train_data.path,
+        eval_data.path,
+        transformer.path,
+        dict(transformer.metadata),
+        search_space,
+        seed,
+    )
     spec = space.load(search_space)
     with open(report.path, "w") as fh:
         fh.write(executor.markdown(spec, result))

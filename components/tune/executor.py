@@ -9,11 +9,14 @@ hyperband -> RandomSampler with HyperbandPruner; early stopping medianstop -> Me
 
 from __future__ import annotations
 
+import html as html_lib
 import logging
 import multiprocessing
 import os
+import re
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,8 +27,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.study import MaxTrialsCallback
 from threadpoolctl import threadpool_limits
 
-from components.train import executor as train_exec
-from components.transform import executor as transform_exec
+from components.lib import features, modeling
 from components.tune import search_space
 from components.tune.bayesian import BayesianOptimizationSampler
 
@@ -110,29 +112,29 @@ def make_objective(
     spec: dict, transformer, feature_spec: dict, train: pd.DataFrame, valid: pd.DataFrame, seed: int
 ):
     """A trial function: fit on the transformed train split, score on the eval split."""
-    x_train, y_train = train_exec.split_xy(feature_spec, train)
-    x_valid, y_valid = train_exec.split_xy(feature_spec, valid)
+    x_train, y_train = modeling.split_xy(feature_spec, train)
+    x_valid, y_valid = modeling.split_xy(feature_spec, valid)
     xt_train, xt_valid = transformer.transform(x_train), transformer.transform(x_valid)
     metric = spec["objective"]["metric"]
     task = feature_spec["task"]
-    if metric not in train_exec.METRICS[task]:
+    if metric not in modeling.METRICS[task]:
         raise search_space.SearchSpaceError(
-            f"objective.metric {metric!r} is not a {task} metric ({', '.join(train_exec.METRICS[task])})"
+            f"objective.metric {metric!r} is not a {task} metric ({', '.join(modeling.METRICS[task])})"
         )
     model_type = spec.get("model_type", "gradient_boosting")
 
     def objective(trial: optuna.Trial) -> float:
         params = suggest(trial, spec)
-        estimator = train_exec.make_estimator(task, model_type, params, seed)
+        estimator = modeling.make_estimator(task, model_type, params, seed)
         if model_type != "gradient_boosting":
             estimator.fit(xt_train, y_train)
-            return train_exec.evaluate(task, estimator, xt_valid, y_valid)[metric]
+            return modeling.evaluate(task, estimator, xt_valid, y_valid)[metric]
         total = estimator.get_params()["max_iter"]
         estimator.set_params(warm_start=True)
         for step in range(1, GBM_STAGES + 1):
             estimator.set_params(max_iter=max(1, round(total * step / GBM_STAGES)))
             estimator.fit(xt_train, y_train)
-            score = train_exec.evaluate(task, estimator, xt_valid, y_valid)[metric]
+            score = modeling.evaluate(task, estimator, xt_valid, y_valid)[metric]
             trial.report(score, step)
             if trial.should_prune():
                 raise optuna.TrialPruned()
@@ -232,11 +234,20 @@ def run_optuna(
 
 
 def run(
-    train_path: str, eval_path: str, transform_dir: str, spec_ref: str, seed: int = 0
+    train_path: str,
+    eval_path: str,
+    transform_dir: str,
+    transform_metadata: Mapping,
+    spec_ref: str,
+    seed: int = 0,
 ) -> TuneResult:
-    """Loads the data and the fitted transform, and runs the spec's search with Optuna."""
+    """Loads the data and the fitted transform, and runs the spec's search with Optuna.
+
+    ``transform_metadata`` is what the transform step recorded (its artifact metadata):
+    the transformer is refused, before it is unpickled, unless it matches.
+    """
     spec = search_space.load(spec_ref)
-    transformer, feature_spec = transform_exec.load(transform_dir)
+    transformer, feature_spec = features.load_fitted(transform_dir, transform_metadata)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return run_optuna(
         spec,
@@ -248,24 +259,35 @@ def run(
     )
 
 
+def _md_code(value, in_table: bool = False) -> str:
+    """``value`` as a Markdown code span that no character of it can end (nor, in a table, its cell)."""
+    text = str(value).replace("|", "\\|") if in_table else str(value)
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def markdown(spec: dict, result: TuneResult) -> str:
-    """The trials as a Markdown report, best first."""
+    """The trials as a Markdown report, best first (every spec value in a code span)."""
     goal = spec["objective"]["goal"]
+    metric = _md_code(spec["objective"]["metric"])
     done = [t for t in result.trials if t["value"] is not None]
     done.sort(key=lambda t: t["value"], reverse=goal == "maximize")
     lines = [
         "# Tuning (Optuna)",
         "",
-        f"Algorithm `{spec['algorithm']}`, {len(result.trials)} trials, {spec.get('parallel_trials', 1)} in parallel, "
-        f"{result.wall_seconds:.1f} s. Objective: {goal} `{spec['objective']['metric']}` on the eval split.",
+        f"Algorithm {_md_code(spec['algorithm'])}, {len(result.trials)} trials, {spec.get('parallel_trials', 1)} in parallel, "
+        f"{result.wall_seconds:.1f} s. Objective: {_md_code(goal)} {metric} on the eval split.",
         "",
-        f"**Best {spec['objective']['metric']} = {result.best_value:.5g}** with `{result.best_params}`",
+        f"**Best {metric} = {result.best_value:.5g}** with {_md_code(result.best_params)}",
         "",
         "| trial | state | value | parameters |",
         "|---:|---|---:|---|",
     ]
     lines += [
-        f"| {t['number']} | {t['state']} | {t['value']:.5g} | `{t['params']}` |" for t in done[:20]
+        f"| {t['number']} | {t['state']} | {t['value']:.5g} | {_md_code(t['params'], in_table=True)} |"
+        for t in done[:20]
     ]
     pruned = sum(t["state"] == "PRUNED" for t in result.trials)
     if pruned:
@@ -274,8 +296,13 @@ def markdown(spec: dict, result: TuneResult) -> str:
 
 
 def html(spec: dict, result: TuneResult) -> str:
-    """An HTML page with the search as a plot: each trial's objective and the best so far (inline SVG)."""
-    goal, metric = spec["objective"]["goal"], spec["objective"]["metric"]
+    """An HTML page with the search as a plot: each trial's objective and the best so far (inline SVG).
+
+    Every value that comes from the spec or the trials is HTML-escaped: a search space is
+    user input (a pipeline parameter), and categorical values are free text.
+    """
+    esc = html_lib.escape
+    goal, metric = spec["objective"]["goal"], esc(str(spec["objective"]["metric"]))
     points = [
         (t["number"], t["value"])
         for t in sorted(result.trials, key=lambda t: t["number"])
@@ -307,10 +334,10 @@ def html(spec: dict, result: TuneResult) -> str:
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>Tuning</title>"
         "<style>body{font-family:system-ui,sans-serif;margin:1.2em} .muted{color:#777}</style></head><body>"
-        f"<h1 style='font-size:1.3em'>Tuning: {goal} {metric}</h1>"
-        f"<div>Algorithm <b>{spec['algorithm']}</b>, {len(result.trials)} trials ({pruned} pruned), "
-        f"{spec.get('parallel_trials', 1)} in parallel, {result.wall_seconds:.1f} s. "
-        f"Best <b>{metric} = {result.best_value:.5g}</b> with <code>{result.best_params}</code></div>"
+        f"<h1 style='font-size:1.3em'>Tuning: {esc(str(goal))} {metric}</h1>"
+        f"<div>Algorithm <b>{esc(str(spec['algorithm']))}</b>, {len(result.trials)} trials ({pruned} pruned), "
+        f"{esc(str(spec.get('parallel_trials', 1)))} in parallel, {result.wall_seconds:.1f} s. "
+        f"Best <b>{metric} = {result.best_value:.5g}</b> with <code>{esc(str(result.best_params))}</code></div>"
         f"<svg width='{width}' height='{height}' role='img'>"
         f"<line x1='{pad}' y1='{height - pad}' x2='{width - pad}' y2='{height - pad}' stroke='#999'/>"
         f"<line x1='{pad}' y1='{pad}' x2='{pad}' y2='{height - pad}' stroke='#999'/>"

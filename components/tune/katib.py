@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 
+from components.lib.storage import S3_SECRET_KEYS
 from components.tune import search_space
 
 # Katib's algorithm names are the spec's; medianstop is Katib's early-stopping algorithm.
@@ -67,7 +68,7 @@ def _credentials(secret: str) -> list[dict]:
         return []
     return [
         {"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
-        for key, env in (("accesskey", "AWS_ACCESS_KEY_ID"), ("secretkey", "AWS_SECRET_ACCESS_KEY"))
+        for key, env in S3_SECRET_KEYS.items()
     ]
 
 
@@ -90,7 +91,9 @@ def experiment(
         image: The pipeline image, which holds the trial entrypoint.
         data_args: Trial entrypoint arguments naming the data: ``train``, ``eval``,
             ``transformer`` URIs (``s3://`` / ``minio://`` or paths the trial pod sees),
-            and ``s3_endpoint``.
+            ``s3_endpoint``, and the transformer's recorded ``transformer_sha256``,
+            ``spec_sha256`` and ``sklearn_version`` (its metadata's ``sha256``,
+            ``spec_sha256``, ``sklearn_version``; a trial refuses a transformer without them).
         service_account: The trial pods' service account.
         seed: Random seed of the algorithm and the estimator.
         credentials_secret: A Secret with ``accesskey`` / ``secretkey`` for the object store;
@@ -113,6 +116,10 @@ def experiment(
         f"--train={data_args['train']}",
         f"--eval={data_args['eval']}",
         f"--transformer={data_args['transformer']}",
+        # What the transform step recorded: the trial verifies the transformer before loading it.
+        f"--transformer-sha256={data_args.get('transformer_sha256', '')}",
+        f"--spec-sha256={data_args.get('spec_sha256', '')}",
+        f"--sklearn-version={data_args.get('sklearn_version', '')}",
         f"--s3-endpoint={data_args.get('s3_endpoint', '')}",
         f"--model-type={spec.get('model_type', 'gradient_boosting')}",
         f"--metric={metric}",

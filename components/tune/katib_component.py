@@ -90,5 +90,10 @@ def tune_katib(
             best_params,
             "--report-out",
             report.path,
+            # The executor input: the launcher reads the transformer's recorded sha256, spec
+            # sha256 and scikit-learn version from it and hands them to every trial, which
+            # refuses a transformer that does not match before unpickling it.
+            "--executor-input",
+            "{{$}}",
         ],
     )

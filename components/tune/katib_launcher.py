@@ -24,6 +24,7 @@ import sys
 import time
 import uuid
 
+from components.lib import logs
 from components.tune import katib, katib_values, search_space
 
 log = logging.getLogger("loopline.tune.katib")
@@ -138,6 +139,35 @@ def _bool(text: str) -> bool:
     return value
 
 
+def transformer_record(executor_input: str) -> dict[str, str]:
+    """The transformer's recorded ``sha256``, ``spec_sha256`` and ``sklearn_version``, from the
+    KFP executor input (its input artifact's metadata), as trial arguments.
+
+    Without them every trial refuses the transformer: a missing record is an error here.
+    """
+    keys = ("sha256", "spec_sha256", "sklearn_version")
+    try:
+        spec = json.loads(executor_input)
+        artifact = spec["inputs"]["artifacts"]["transformer"]["artifacts"][0]
+        meta = artifact.get("metadata", {})
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise SystemExit(
+            "--executor-input: no transformer artifact in the KFP executor input "
+            f"({type(exc).__name__}: {exc}); the trials need its recorded hashes"
+        ) from exc
+    missing = [k for k in keys if not meta.get(k)]
+    if missing:
+        raise SystemExit(
+            f"--executor-input: the transformer artifact records no {', '.join(missing)}; "
+            "was it written by this version's transform step?"
+        )
+    return {
+        "transformer_sha256": str(meta["sha256"]),
+        "spec_sha256": str(meta["spec_sha256"]),
+        "sklearn_version": str(meta["sklearn_version"]),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -168,8 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--best-params-out", required=True)
     parser.add_argument("--report-out", required=True)
+    parser.add_argument(
+        "--executor-input",
+        default="",
+        help="KFP executor input ({{$}}): the transformer's recorded hashes for the trials",
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", force=True)
+    logs.setup()
 
     spec = search_space.load(args.search_space)
     name = katib.experiment_name(args.name, args.run_id or uuid.uuid4().hex)
@@ -183,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             "eval": args.eval,
             "transformer": args.transformer,
             "s3_endpoint": args.s3_endpoint,
+            **transformer_record(args.executor_input),
         },
         service_account=args.service_account,
         seed=args.seed,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from components._specs import load_json
+from components.lib.specs import load_json
 from components.tune import katib_values
 
 SPECS_DIR = Path(__file__).resolve().parent / "specs"

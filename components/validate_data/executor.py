@@ -31,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from components.lib import logs
 from components.validate_data import policy as policy_mod
 from components.validate_data import report as report_mod
 from components.validate_data import schema as schema_mod
@@ -85,12 +86,18 @@ def _one_dataset(stats, prefer: str, source: str):
 
 def _fetch_statistics(uri: str, s3_endpoint: str, s3_secure: bool, workdir: str) -> str:
     """A local path for statistics at ``uri`` (downloads ``s3://`` URIs into ``workdir``)."""
-    from components import _storage as storage
+    from components.lib import storage
 
     if not storage.is_remote(uri):
         return uri[len("file://") :] if uri.startswith("file://") else uri
     try:
-        return storage.fetch(uri, os.path.join(workdir, "baseline"), s3_endpoint, s3_secure)
+        return storage.fetch(
+            uri,
+            os.path.join(workdir, "baseline"),
+            s3_endpoint,
+            s3_secure,
+            what="baseline_statistics",
+        )
     except storage.StorageError as exc:
         raise ValidationInputError(f"baseline_statistics: {exc}") from exc
 
@@ -448,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("statistics", "anomalies", "report", "summary", "anomalies-found"):
         parser.add_argument(f"--{name}-out", required=True)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", force=True)
+    logs.setup()
 
     try:
         beam_args = json.loads(args.beam_args) if args.beam_args else None

@@ -13,8 +13,9 @@ import tempfile
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+
+from components.lib import tables
 
 log = logging.getLogger("loopline.validate_data")
 
@@ -26,23 +27,20 @@ class ValidationInputError(ValueError):
 
 
 def read_table(path: str) -> pa.Table:
-    """Reads a Parquet file (by its magic bytes) or a CSV file into an Arrow table."""
-    if not os.path.exists(path):
-        raise ValidationInputError(f"dataset {path!r} not found")
-    if os.path.getsize(path) == 0:
-        raise ValidationInputError(f"dataset {path!r} is empty (0 bytes)")
-    with open(path, "rb") as fh:
-        magic = fh.read(4)
-    try:
-        table = pq.read_table(path) if magic == b"PAR1" else pacsv.read_csv(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ValidationInputError(f"dataset {path!r} cannot be read: {exc}") from exc
-    # TFDV's Arrow code knows string and binary, not their 64-bit offset variants.
-    fields = [
-        pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type) else f
-        for f in table.schema
-    ]
-    return table.cast(pa.schema(fields))
+    """Reads a Parquet file (by its magic bytes) or a CSV file into an Arrow table.
+
+    The shared reader, lenient as validation wants it: a table without rows, or bytes that
+    are not UTF-8, are for the checks to report, not reading errors; 64-bit string offsets
+    become 32-bit ones (TFDV's Arrow code knows only ``string`` and ``binary``).
+    """
+    return tables.read_table(
+        path,
+        what="dataset",
+        error=ValidationInputError,
+        require_rows=False,
+        require_utf8=False,
+        large_types=False,
+    )
 
 
 def compute_statistics(table: pa.Table, name: str, beam_args: list[str] | None = None):

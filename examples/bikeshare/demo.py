@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import socket
 import sys
 import time
 import warnings
 from pathlib import Path
 
 from components import _images
+from components.lib import logs
 from pipelines import local as local_run
+from pipelines import local_s3
 from pipelines.training.pipeline import training_pipeline
 
 HERE = Path(__file__).resolve().parent
@@ -38,31 +39,16 @@ DEMO_CREDENTIALS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_object_store():
-    """Starts an S3 endpoint on loopback and uploads the snapshot; returns (server, endpoint)."""
-    from minio import Minio
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    endpoint = f"127.0.0.1:{port}"
-    client = Minio(
-        endpoint,
-        access_key=DEMO_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        secret_key=DEMO_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        secure=False,
-    )
+    """Starts an S3 endpoint on loopback and uploads the snapshot; returns the running store."""
+    store = local_s3.start(DEMO_CREDENTIALS)
+    client = store.client()
     client.make_bucket(BUCKET)
     client.fput_object(BUCKET, KEY, str(SNAPSHOT), content_type="text/csv")
-    print(f"demo: object store at {endpoint}; uploaded {SNAPSHOT.name} to s3://{BUCKET}/{KEY}")
-    return server, endpoint
+    print(
+        f"demo: object store at {store.endpoint}; uploaded {SNAPSHOT.name} to s3://{BUCKET}/{KEY}"
+    )
+    return store
 
 
 def describe(meta: dict) -> str:
@@ -138,13 +124,13 @@ def main(argv: list[str] | None = None) -> int:
         "--verbose", action="store_true", help="stream every task's log instead of one line each"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
+    logs.setup(logging.WARNING)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the S3 endpoint's access log
     # kfp.local notes that display names and resource requests do nothing locally.
     warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")
 
     started = time.monotonic()
-    server, endpoint = start_object_store()
+    store = start_object_store()
     try:
         root = local_run.init_docker(
             args.pipeline_root,
@@ -157,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             training_pipeline(
                 source_uri=f"s3://{BUCKET}/{KEY}",
-                s3_endpoint=endpoint,
+                s3_endpoint=store.endpoint,
                 s3_secure=False,
                 split_method="time",
                 time_column="day",
@@ -176,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 1
     finally:
-        server.stop()
+        store.stop()
     run_dir = local_run.latest_run(root, "loopline-training")
     print_artifacts(run_dir)
     print(f"demo: finished in {time.monotonic() - started:.1f} s; task logs in {run_dir / 'logs'}")

@@ -7,15 +7,12 @@ from kfp import dsl, kubernetes
 
 from components.data_gate.component import data_gate
 from components.ingest.component import ingest
+from components.lib.storage import S3_SECRET_KEYS
 from components.train.component import train
 from components.transform.component import transform
 from components.tune.component import tune
 from components.tune.katib_component import tune_katib
 from components.validate_data.component import validate_data
-
-# The Secret that holds the object-store credentials on a cluster. Kubeflow's own
-# ``mlpipeline-minio-artifact`` Secret has these keys; any Secret with them works.
-S3_SECRET_KEYS = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
 
 # What each task requests (CPU cores, memory) and its memory limit. Measured on the Bikeshare
 # data (peak RSS of the task's process tree) and on 1M rows (Bikeshare x 116), with headroom:

@@ -1,4 +1,5 @@
-"""Train logic, called directly: both tasks, both model types, save/load identity, lineage."""
+"""Train logic, called directly: both tasks, both model types, save/load identity, lineage,
+and a tampered transformer refused before it is unpickled."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from components.lib import artifacts, features, modeling
 from components.train import executor
 from components.transform import executor as transform_exec
+from tests.tamper import plant_trap, refusal_pattern
 
 pytestmark = pytest.mark.unit
 
@@ -28,10 +31,10 @@ def splits(bikeshare_csv, tmp_path_factory):
     return {k: str(v) for k, v in paths.items()}
 
 
-def _transform(spec: dict, splits: dict, folder) -> str:
+def _transform(spec: dict, splits: dict, folder) -> tuple[str, dict]:
+    """The transform step's output: the folder and the metadata it records."""
     fitted = transform_exec.fit(spec, pd.read_parquet(splits["train"]))
-    transform_exec.save(fitted, spec, str(folder))
-    return str(folder)
+    return str(folder), transform_exec.save(fitted, spec, str(folder))
 
 
 def _spec(task: str) -> dict:
@@ -45,7 +48,7 @@ def _spec(task: str) -> dict:
 @pytest.mark.parametrize("model_type", ["gradient_boosting", "linear"])
 def test_trains_evaluates_and_reloads_identically(task, model_type, splits, tmp_path):
     spec = _spec(task)
-    transform_dir = _transform(spec, splits, tmp_path / "transform")
+    transform_dir, transform_meta = _transform(spec, splits, tmp_path / "transform")
     lineage = {
         "data_sha256": "d" * 64,
         "schema_version": "bikeshare-1.0.0",
@@ -55,20 +58,21 @@ def test_trains_evaluates_and_reloads_identically(task, model_type, splits, tmp_
         splits["train"],
         splits["eval"],
         transform_dir,
+        transform_meta,
         str(tmp_path / "model"),
         model_type,
         {},
         lineage,
         predictions_path=str(tmp_path / "pred.parquet"),
     )
-    loaded = joblib.load(tmp_path / "model" / executor.MODEL_FILE)
+    loaded = joblib.load(tmp_path / "model" / modeling.MODEL_FILE)
     raw = pd.read_parquet(
         splits["eval"]
     )  # raw rows, every column: the transform is inside the model
     np.testing.assert_array_equal(
         loaded.predict(raw), pd.read_parquet(tmp_path / "pred.parquet")["prediction"]
     )
-    assert meta["sha256"] == executor.sha256_file(str(tmp_path / "model" / executor.MODEL_FILE))
+    assert meta["sha256"] == artifacts.sha256_file(tmp_path / "model" / modeling.MODEL_FILE)
     assert meta["training_rows"] == len(pd.read_parquet(splits["train"]))
     assert {k: meta[k] for k in lineage} == lineage
     assert json.loads(meta["params"]) == {} and meta["task"] == task
@@ -80,23 +84,55 @@ def test_trains_evaluates_and_reloads_identically(task, model_type, splits, tmp_
 
 def test_gradient_boosting_beats_the_linear_baseline(splits, tmp_path):
     spec = _spec("regression")
-    transform_dir = _transform(spec, splits, tmp_path / "transform")
+    transform_dir, transform_meta = _transform(spec, splits, tmp_path / "transform")
     scores = {
         m: executor.run(
-            splits["train"], splits["eval"], transform_dir, str(tmp_path / m), m, {}, {}
+            splits["train"],
+            splits["eval"],
+            transform_dir,
+            transform_meta,
+            str(tmp_path / m),
+            m,
+            {},
+            {},
         )[1]["rmse"]
         for m in ("gradient_boosting", "linear")
     }
     assert scores["gradient_boosting"] < scores["linear"]
 
 
-def test_unknown_parameter_and_model_type_are_named():
+def test_tampered_transformer_is_refused_before_unpickling(splits, tmp_path, no_unpickling):
+    transform_dir, transform_meta = _transform(_spec("regression"), splits, tmp_path / "t")
+    marker = plant_trap(tmp_path / "t" / features.TRANSFORMER_FILE, tmp_path / "unpickled")
     with pytest.raises(
-        executor.TrainError, match="HistGradientBoostingRegressor has no parameter depth"
+        artifacts.IntegrityError, match=refusal_pattern("transformer", transform_meta["sha256"])
     ):
-        executor.make_estimator("regression", "gradient_boosting", {"depth": 3})
-    with pytest.raises(executor.TrainError, match="model_type 'xgboost'"):
-        executor.make_estimator("regression", "xgboost", {})
+        executor.run(
+            splits["train"],
+            splits["eval"],
+            transform_dir,
+            transform_meta,
+            str(tmp_path / "model"),
+            "linear",
+            {},
+            {},
+        )
+    assert not marker.exists() and not (tmp_path / "model").exists()
+
+
+def test_transformer_without_a_record_is_refused(splits, tmp_path, no_unpickling):
+    transform_dir, _ = _transform(_spec("regression"), splits, tmp_path / "t")
+    with pytest.raises(artifacts.IntegrityError, match="no valid recorded sha256"):
+        executor.run(
+            splits["train"],
+            splits["eval"],
+            transform_dir,
+            {},
+            str(tmp_path / "m"),
+            "linear",
+            {},
+            {},
+        )
 
 
 def test_model_type_comes_from_the_search_space_and_a_disagreement_is_named(tmp_path):
@@ -118,11 +154,11 @@ def test_model_type_comes_from_the_search_space_and_a_disagreement_is_named(tmp_
     assert executor.resolve_model_type("", "") == "gradient_boosting"
 
     with pytest.raises(
-        executor.TrainError,
+        modeling.ModelError,
         match="model_type 'linear' disagrees with the search space's model_type 'gradient_boosting'",
     ):
         executor.resolve_model_type("linear", "bikeshare")
-    with pytest.raises(executor.TrainError, match="model_type 'xgboost' is not one of"):
+    with pytest.raises(modeling.ModelError, match="model_type 'xgboost' is not one of"):
         executor.resolve_model_type("", '{"model_type": "xgboost"}')
-    with pytest.raises(executor.TrainError, match="search space 'nope' not found"):
+    with pytest.raises(modeling.ModelError, match="search space 'nope' not found"):
         executor.resolve_model_type("", "nope")

@@ -7,7 +7,9 @@ import copy
 import numpy as np
 import pandas as pd
 import pytest
+import sklearn
 
+from components.lib import artifacts, features
 from components.transform import executor
 
 pytestmark = pytest.mark.unit
@@ -34,17 +36,6 @@ def test_fitted_on_train_only(frames, spec):
     out = fitted.transform(valid[list(spec["features"])])
     assert out.shape == (len(valid), len(fitted.get_feature_names_out()))
     assert np.isfinite(out).all()
-
-
-def test_cyclical_encoding_puts_the_ends_of_the_cycle_together():
-    enc = executor.CyclicalEncoder(period=24).fit(np.array([[0], [23]]))
-    a, b, c = enc.transform(np.array([[0], [23], [12]]))
-    assert np.linalg.norm(a - b) < 0.3 < np.linalg.norm(a - c)
-    months = executor.CyclicalEncoder(period=12, order=["Jan", "Feb", "Dec"]).fit(
-        np.array([["Jan"]])
-    )
-    with pytest.raises(ValueError, match="outside its order: Smarch"):
-        months.transform(np.array([["Smarch"]]))
 
 
 def test_unseen_category_is_handled_not_fatal(frames, spec):
@@ -79,11 +70,15 @@ def test_save_load_round_trip(tmp_path, frames, spec):
     train, valid = frames
     fitted = executor.fit(spec, train)
     meta = executor.save(fitted, spec, str(tmp_path))
-    loaded, loaded_spec = executor.load(str(tmp_path))
+    loaded, loaded_spec = features.load_fitted(str(tmp_path), meta)
     x = valid[list(spec["features"])]
     np.testing.assert_array_equal(loaded.transform(x), fitted.transform(x))
     assert loaded_spec == spec and meta["transform_version"] == executor.spec_version(spec)
     assert meta["features_out"][:2] == ["temp__temp", "atemp__atemp"]
+    # What the verified loader checks: both files' hashes and the scikit-learn version.
+    assert meta["sha256"] == artifacts.sha256_file(tmp_path / features.TRANSFORMER_FILE)
+    assert meta["spec_sha256"] == artifacts.sha256_file(tmp_path / features.SPEC_FILE)
+    assert meta["sklearn_version"] == sklearn.__version__
 
 
 BAD_SPECS = {
@@ -115,15 +110,15 @@ BAD_SPECS = {
 def test_bad_spec_is_named_before_fitting(case, frames, spec):
     patch, message = BAD_SPECS[case]
     bad = {**copy.deepcopy(spec), **patch}
-    with pytest.raises(executor.TransformSpecError, match=message):
-        executor.validate_spec(bad)
+    with pytest.raises(features.TransformSpecError, match=message):
+        features.validate_spec(bad)
         executor.fit(bad, frames[0])
 
 
 def test_spec_reference_that_does_not_resolve_is_named():
     with pytest.raises(
-        executor.TransformSpecError, match="feature spec 'taxi' not found; bundled: bikeshare"
+        features.TransformSpecError, match="feature spec 'taxi' not found; bundled: bikeshare"
     ):
         executor.load_spec("taxi")
-    with pytest.raises(executor.TransformSpecError, match="is not valid JSON"):
+    with pytest.raises(features.TransformSpecError, match="is not valid JSON"):
         executor.load_spec('{"task": regression}')

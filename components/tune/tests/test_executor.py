@@ -1,15 +1,19 @@
-"""Tune, local backend: spec rules before any trial, every algorithm, pruning, and the component."""
+"""Tune, local backend: spec rules before any trial, every algorithm, pruning, the reports,
+and a tampered transformer refused before it is unpickled."""
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 
 import pandas as pd
 import pytest
 
+from components.lib import artifacts, features
 from components.transform import executor as transform_exec
 from components.tune import executor, search_space
+from tests.tamper import plant_trap, refusal_pattern
 
 pytestmark = pytest.mark.unit
 
@@ -127,7 +131,7 @@ def test_wrong_metric_for_the_task_is_named(data):
 
 def test_feature_spec_naming_a_missing_column_fails_before_any_trial(data):
     feature_spec, transformer, train, valid = data
-    with pytest.raises(transform_exec.TransformSpecError, match="lacks: bikers"):
+    with pytest.raises(features.TransformSpecError, match="lacks: bikers"):
         executor.run_optuna(
             copy.deepcopy(SMALL), transformer, feature_spec, train.drop(columns=["bikers"]), valid
         )
@@ -145,3 +149,65 @@ def test_same_seed_same_result_with_one_trial_at_a_time(data):
     first = executor.run_optuna(spec, transformer, feature_spec, train, valid, seed=5)
     second = executor.run_optuna(spec, transformer, feature_spec, train, valid, seed=5)
     assert first.best_params == second.best_params and first.best_value == second.best_value
+
+
+def test_run_loads_the_transformer_verified_and_refuses_a_tampered_one(data, tmp_path, monkeypatch):
+    feature_spec, transformer, train, valid = data
+    train.to_parquet(tmp_path / "train.parquet")
+    valid.to_parquet(tmp_path / "eval.parquet")
+    meta = transform_exec.save(transformer, feature_spec, str(tmp_path / "transformer"))
+    spec = json.dumps({**copy.deepcopy(SMALL), "max_trials": 2, "parallel_trials": 1})
+    paths = (str(tmp_path / "train.parquet"), str(tmp_path / "eval.parquet"))
+    result = executor.run(*paths, str(tmp_path / "transformer"), meta, spec, seed=1)
+    assert len(result.trials) == 2
+
+    marker = plant_trap(
+        tmp_path / "transformer" / features.TRANSFORMER_FILE, tmp_path / "unpickled"
+    )
+    monkeypatch.setattr(executor, "run_optuna", lambda *a, **k: pytest.fail("a trial ran"))
+    import joblib
+
+    monkeypatch.setattr(joblib, "load", lambda *a, **k: pytest.fail("joblib.load was called"))
+    with pytest.raises(
+        artifacts.IntegrityError, match=refusal_pattern("transformer", meta["sha256"])
+    ):
+        executor.run(*paths, str(tmp_path / "transformer"), meta, spec)
+    assert not marker.exists()
+
+
+HOSTILE = "<script>alert(1)</script>"
+
+
+def _hostile_result():
+    spec = {
+        **copy.deepcopy(SMALL),
+        "objective": {"metric": f"rmse{HOSTILE}", "goal": "minimize"},
+        "algorithm": f"tpe{HOSTILE}",
+    }
+    params = {"loss": f"poisson{HOSTILE}`|`", "max_iter": 10}
+    trials = [
+        {"number": 0, "state": "COMPLETE", "value": 2.0, "params": params},
+        {"number": 1, "state": "COMPLETE", "value": 1.0, "params": params},
+    ]
+    return spec, executor.TuneResult(params, 1.0, trials, 0.5)
+
+
+def test_html_report_escapes_search_space_values():
+    spec, result = _hostile_result()
+    page = executor.html(spec, result)
+    assert "<script" not in page
+    assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;") == 4  # metric x2, algorithm, params
+    assert "poisson&lt;script&gt;" in page
+
+
+def test_markdown_report_keeps_values_inside_code_spans():
+    spec, result = _hostile_result()
+    text = executor.markdown(spec, result)
+    # Every hostile value sits in a code span fenced by more backticks than it holds,
+    # with its table pipes escaped, so no renderer reads it as HTML or as table cells.
+    for line in text.splitlines():
+        if HOSTILE in line:
+            outside = re.sub(r"(`+)(?:(?!\1).)+?\1", "", line)
+            assert HOSTILE not in outside, line
+    row = next(line for line in text.splitlines() if line.startswith("| 1 |"))
+    assert row.count(" | ") == 3 and "\\|" in row

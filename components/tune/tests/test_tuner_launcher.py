@@ -222,6 +222,10 @@ def _as_kfp_renders(value, kind: str) -> str:
     return str(int(number)) if number.is_integer() else repr(number)
 
 
+# The transformer artifact's metadata as the transform step records it.
+TRANSFORMER = {"sha256": "ab" * 32, "spec_sha256": "cd" * 32, "sklearn_version": "1.9.0"}
+
+
 def compiled_argv(out: Path, **params) -> list[str]:
     """The launcher's argv from katib_component.yaml, placeholders filled as KFP fills them."""
     spec = yaml.safe_load(COMPONENT_YAML.read_text())
@@ -239,6 +243,9 @@ def compiled_argv(out: Path, **params) -> list[str]:
         fill[f"{{{{$.inputs.artifacts['{artifact}'].uri}}}}"] = f"minio://mlpipeline/r/{artifact}"
     fill["{{$.outputs.parameters['best_params'].output_file}}"] = str(out / "best_params")
     fill["{{$.outputs.artifacts['report'].path}}"] = str(out / "report.md")
+    fill["{{$}}"] = json.dumps(
+        {"inputs": {"artifacts": {"transformer": {"artifacts": [{"metadata": TRANSFORMER}]}}}}
+    )
     argv = [fill.get(arg, arg) for arg in container["args"]]
     assert not [arg for arg in argv if "{{" in arg], argv
     return argv + ["--poll-seconds=0"]  # not a component parameter: 15 s on a cluster
@@ -288,7 +295,12 @@ def test_every_run_creates_its_own_experiment_with_credentials_then_deletes_it(c
                 ("AWS_SECRET_ACCESS_KEY", "secretkey"),
             )
         ]
-        assert "--train=minio://mlpipeline/r/train_data" in pod["containers"][0]["command"]
+        command = pod["containers"][0]["command"]
+        assert "--train=minio://mlpipeline/r/train_data" in command
+        # The trials get the transformer's record, and refuse anything else.
+        assert f"--transformer-sha256={TRANSFORMER['sha256']}" in command
+        assert f"--spec-sha256={TRANSFORMER['spec_sha256']}" in command
+        assert f"--sklearn-version={TRANSFORMER['sklearn_version']}" in command
     assert cluster.deleted == [("team-a", n) for n in names] and cluster.store == {}
     best = json.loads((tmp_path / "run-b" / "best_params").read_text())
     assert best == {"learning_rate": 0.12, "max_iter": 180, "loss": "poisson"}
@@ -313,3 +325,15 @@ def test_without_a_run_id_the_name_is_still_unique(cluster, tmp_path):
     for run in ("a", "b"):
         assert katib_launcher.main(compiled_argv(tmp_path / run, run_id="")) == 0
     assert len({body["metadata"]["name"] for body in cluster.created}) == 2
+
+
+def test_a_transformer_without_its_record_stops_the_launcher(cluster, tmp_path):
+    argv = compiled_argv(tmp_path, run_id="run-1")
+    at = argv.index("--executor-input") + 1
+    unrecorded = {"sha256": "ab" * 32}
+    argv[at] = json.dumps(
+        {"inputs": {"artifacts": {"transformer": {"artifacts": [{"metadata": unrecorded}]}}}}
+    )
+    with pytest.raises(SystemExit, match="records no spec_sha256, sklearn_version"):
+        katib_launcher.main(argv)
+    assert cluster.created == []
