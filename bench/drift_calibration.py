@@ -7,9 +7,11 @@ a week; January to June; July to December), runs the real ingest step on each (t
 split on ``day``, 70 / 15 / 15) and validate_data on its splits, against the schema's
 whole-year reference, and records each compared feature's drift value on the train split
 and the verdict the bundled policy gives it. Then the same for the whole year with
-humidity shifted by +0.05 .. +0.30 (a broken sensor). Prints, per feature, the largest
-clean value and how many clean windows each verdict got, and which shifts block;
-writes bench/results/drift_calibration.json. The policy's levels
+humidity shifted by +0.05 .. +0.30 (a broken sensor). Last, the noise bound's false
+alarms: random clean samples of 40 and 200 rows (iid rows, 40 seeds each) validated as a
+train split. Prints, per feature, the largest clean value and how many clean windows each
+verdict got, which shifts block and the false-alarm share; writes
+bench/results/drift_calibration.json. The policy's levels
 (components/validate_data/schemas/bikeshare/drift_policy.yaml) come from these figures.
 """
 
@@ -57,6 +59,22 @@ def judge(source: Path, tmp: Path) -> dict[str, dict]:
     }
 
 
+def false_alarms(folder: Path, sizes=(40, 200), seeds=40) -> dict:
+    """Verdicts of random clean samples: every value above warn is a false alarm."""
+    import pandas as pd
+
+    folder.mkdir(parents=True, exist_ok=True)
+    year = pd.read_csv(corpus.BIKESHARE)
+    verdicts: Counter = Counter()
+    for size in sizes:
+        for seed in range(seeds):
+            path = folder / f"s{size}-{seed}.csv"
+            year.sample(n=size, random_state=seed).to_csv(path, index=False)
+            result = executor.validate({"train": str(path)}, "bikeshare")
+            verdicts.update(m.verdict for m in result.measurements)
+    return {"sizes": list(sizes), "seeds": seeds, "verdicts": dict(verdicts)}
+
+
 def main() -> None:
     logging.disable(logging.WARNING)
     clean, shifted = {}, {}
@@ -71,6 +89,8 @@ def main() -> None:
         for delta in (0.05, 0.10, 0.15, 0.20, 0.25, 0.30):
             batch = corpus.build_shift("hum", delta, tmp / f"hum{delta}")
             shifted[f"hum +{delta:.2f}"] = judge(batch, tmp / f"hum{delta}")["hum"]
+
+        alarms = false_alarms(tmp / "samples")
 
     features = sorted({f for per in clean.values() for f in per})
     summary = {}
@@ -92,10 +112,22 @@ def main() -> None:
             if m["verdict"] == "block":
                 blocked[feature].append(w)
     print(f"clean windows blocked: {dict(blocked) or 'none'}")
+    checks = sum(alarms["verdicts"].values())
+    reported = alarms["verdicts"].get("warn", 0) + alarms["verdicts"].get("block", 0)
+    print(
+        f"random clean samples of {alarms['sizes']} rows: {reported} of {checks} feature checks "
+        f"reported ({100 * reported / checks:.1f}%), verdicts {alarms['verdicts']}"
+    )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(
         json.dumps(
-            {"summary": summary, "clean": clean, "hum_shift": shifted, "blocked": blocked},
+            {
+                "summary": summary,
+                "clean": clean,
+                "hum_shift": shifted,
+                "blocked": blocked,
+                "false_alarms": alarms,
+            },
             indent=2,
         )
     )

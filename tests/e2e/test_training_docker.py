@@ -33,29 +33,82 @@ def test_images_run_as_non_root_with_oci_labels(built_images, family):
     assert labels["org.opencontainers.image.title"] == f"loopline-{family}"
 
 
-def _run_training(root, source_uri, **kwargs):
+# A small search with one trial at a time: the same seed gives the same trials.
+SMALL_SEARCH = {
+    "objective": {"metric": "rmse", "goal": "minimize"},
+    "algorithm": "tpe",
+    "max_trials": 3,
+    "parallel_trials": 1,
+    "model_type": "gradient_boosting",
+    "parameters": [
+        {"name": "learning_rate", "type": "double", "min": 0.05, "max": 0.3, "log": True}
+    ],
+}
+
+
+def _run_training(root, source_uri, task="ingest", **kwargs):
     training_pipeline(source_uri=source_uri, time_column="day", **kwargs)
     run_dir = local_run.latest_run(root, "loopline-training")
-    return {r.name: r for r in local_run.run_artifacts(run_dir) if r.task == "ingest"}
+    records = local_run.run_artifacts(run_dir)
+    if task is None:
+        return {(r.task, r.name): r for r in records}
+    return {r.name: r for r in records if r.task == task}
+
+
+def _image_revision(image: str) -> str:
+    return subprocess.run(
+        [
+            "docker",
+            "image",
+            "inspect",
+            "-f",
+            '{{index .Config.Labels "org.opencontainers.image.revision"}}',
+            image,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
 
 
 def test_training_pipeline_in_containers_is_reproducible(
     built_images, local_pipeline_root, bikeshare_csv
 ):
+    """Two runs on the same snapshot: the same data, transform and model, byte for byte."""
     # The container sees only the pipeline root: put the snapshot there.
     snapshot = local_pipeline_root / "bikeshare.csv"
     shutil.copy(bikeshare_csv, snapshot)
     local_run.init_docker(local_pipeline_root)
+    search = json.dumps(SMALL_SEARCH)
 
-    first = _run_training(local_pipeline_root, str(snapshot))
-    second = _run_training(local_pipeline_root, str(snapshot))
+    first = _run_training(local_pipeline_root, str(snapshot), None, search_space=search)
+    second = _run_training(local_pipeline_root, str(snapshot), None, search_space=search)
 
-    assert {n: a.metadata["sha256"] for n, a in first.items() if n != "report"} == {
-        n: a.metadata["sha256"] for n, a in second.items() if n != "report"
-    }
-    assert sum(first[n].metadata["rows"] for n in ("train", "eval_data", "holdout")) == 8645
-    # Written by the image's user (uid 1000), not by this (host) process: it ran in the container.
-    assert os.stat(first["train"].uri).st_uid == 1000 != os.getuid()
+    def hashes(arts):
+        return {
+            key: a.metadata["sha256"]
+            for key, a in arts.items()
+            if key in {("ingest", s) for s in ("train", "eval_data", "holdout")}
+            or key in {("transform", "transformer"), ("train", "model")}
+        }
+
+    assert len(hashes(first)) == 5
+    assert hashes(first) == hashes(second)
+    assert (
+        first[("transform", "transformer")].metadata["spec_sha256"]
+        == second[("transform", "transformer")].metadata["spec_sha256"]
+    )
+    assert (
+        first[("train", "model")].metadata["params"]
+        == second[("train", "model")].metadata["params"]
+    )
+    rows = sum(first[("ingest", n)].metadata["rows"] for n in ("train", "eval_data", "holdout"))
+    assert rows == 8645
+    # It ran in the image: files belong to the image's user, and the model's lineage carries the
+    # revision the image was built from (the image's environment; this process has none).
+    assert os.stat(first[("ingest", "train")].uri).st_uid == 1000
+    model = first[("train", "model")].metadata
+    assert model["code_revision"] == _image_revision(built_images["pipeline"]) != "unknown"
 
 
 def test_s3_snapshot_read_from_inside_the_container(

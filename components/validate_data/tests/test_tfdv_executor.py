@@ -60,9 +60,20 @@ def test_clean_splits_pass_and_every_output_is_written(clean_splits, tmp_path):
     assert summary["baseline"]["kind"] == "reference" and summary["baseline"]["rows"] == 8645
     measured = {(m["feature"], m["check"], m["verdict"]) for m in summary["measurements"]}
     assert ("hum", "drift", "ok") in measured and len(measured) == 6
-    assert (tmp_path / "anomalies" / "train.pbtxt").exists() and (
-        tmp_path / "anomalies" / "eval.pbtxt"
-    ).exists()
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    for split in ("train", "eval"):
+        parsed = text_format.Parse(
+            (tmp_path / "anomalies" / f"{split}.pbtxt").read_text(), anomalies_pb2.Anomalies()
+        )
+        assert not parsed.anomaly_info  # a clean split: no anomaly recorded
+        assert {f.name for f in parsed.baseline.feature} >= {"temp", "hum", "weathersit"}
+    train_anomalies = text_format.Parse(
+        (tmp_path / "anomalies" / "train.pbtxt").read_text(), anomalies_pb2.Anomalies()
+    )
+    # The train split's drift was measured (its values live in the text proto too).
+    assert {"/".join(i.path.step) for i in train_anomalies.drift_skew_info} >= {"hum", "temp"}
     assert Path(out["anomalies_found_out"]).read_text() == "false"
     page = Path(out["report_out"]).read_text()
     assert "passes the gate" in page and "<script" not in page and "http" not in page
