@@ -17,6 +17,7 @@ from tests import corpus
 
 pytestmark = pytest.mark.docker
 
+ROOT = Path(__file__).resolve().parents[2]
 PIPELINE = "loopline-training"
 ALL_TASKS = {"ingest", "validate-data", "data-gate", "transform", "tune", "train"}
 # A small search, so that the test stays quick; the bundled one runs in `make demo`.
@@ -47,9 +48,13 @@ def _stopped(root: Path, source: Path, **init) -> tuple[str | None, Path]:
 def test_january_to_june_trains_through_to_a_model_that_reloads_identically(
     built_images, local_pipeline_root
 ):
-    """The natural first training window: its seasonal drift is reported, and it trains."""
+    """The natural first training window: its seasonal drift is reported, and it trains.
+
+    Run as a dashboard user would start it: only ``source_uri`` set, every other parameter
+    at the compiled pipeline's default (the bundled search space: 20 trials)."""
     source = corpus.build_control(corpus.CONTROLS_BY_NAME["january_to_june"], local_pipeline_root)
-    _run(local_pipeline_root, source)
+    local_run.init_docker(local_pipeline_root)
+    training_pipeline(source_uri=str(source))
     run_dir = local_run.latest_run(local_pipeline_root, PIPELINE)
     assert local_run.ran_tasks(run_dir) == ALL_TASKS
     found = json.loads((run_dir / "validate-data" / "anomalies" / "anomalies.json").read_text())
@@ -72,7 +77,10 @@ def test_january_to_june_trains_through_to_a_model_that_reloads_identically(
         model.metadata["transform_version"]
         == arts[("transform", "transformer")].metadata["transform_version"]
     )
-    assert json.loads(model.metadata["params"]).keys() == {"learning_rate"}
+    bundled = json.loads((ROOT / "components" / "tune" / "specs" / "bikeshare.json").read_text())
+    assert json.loads(model.metadata["params"]).keys() == {
+        p["name"] for p in bundled["parameters"]
+    }  # the default (bundled) search space was tuned
     # Trained in the container, loaded here: the same predictions on raw eval rows.
     loaded = joblib.load(Path(model.uri) / "model.joblib")
     raw = pd.read_parquet(arts[("ingest", "eval_data")].uri)
