@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -9,6 +10,25 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def small_search(max_trials: int = 4, parallel_trials: int = 2) -> str:
+    """A small search space (JSON), so that end-to-end runs stay quick; the bundled one runs
+    in `make demo`. One trial at a time: the same seed gives the same trials."""
+    return json.dumps(
+        {
+            "objective": {"metric": "rmse", "goal": "minimize"},
+            "algorithm": "tpe",
+            "max_trials": max_trials,
+            "parallel_trials": parallel_trials,
+            "model_type": "gradient_boosting",
+            "parameters": [
+                {"name": "learning_rate", "type": "double", "min": 0.05, "max": 0.3, "log": True}
+            ],
+        }
+    )
+
+
 BIKESHARE_CSV = ROOT / "examples" / "bikeshare" / "bikeshare.csv"
 
 

@@ -13,7 +13,7 @@ import pytest
 from components import __version__, _images
 from pipelines import local as local_run
 from pipelines.training.pipeline import training_pipeline
-from tests.fixtures import docker_run
+from tests.fixtures import docker_run, small_search
 
 pytestmark = pytest.mark.docker
 
@@ -31,19 +31,6 @@ def test_images_run_as_non_root_with_oci_labels(built_images, family):
     )
     assert labels["org.opencontainers.image.version"] == __version__
     assert labels["org.opencontainers.image.title"] == f"loopline-{family}"
-
-
-# A small search with one trial at a time: the same seed gives the same trials.
-SMALL_SEARCH = {
-    "objective": {"metric": "rmse", "goal": "minimize"},
-    "algorithm": "tpe",
-    "max_trials": 3,
-    "parallel_trials": 1,
-    "model_type": "gradient_boosting",
-    "parameters": [
-        {"name": "learning_rate", "type": "double", "min": 0.05, "max": 0.3, "log": True}
-    ],
-}
 
 
 def _run_training(root, source_uri, task="ingest", **kwargs):
@@ -79,7 +66,7 @@ def test_training_pipeline_in_containers_is_reproducible(
     snapshot = local_pipeline_root / "bikeshare.csv"
     shutil.copy(bikeshare_csv, snapshot)
     local_run.init_docker(local_pipeline_root)
-    search = json.dumps(SMALL_SEARCH)
+    search = small_search(max_trials=3, parallel_trials=1)
 
     first = _run_training(local_pipeline_root, str(snapshot), None, search_space=search)
     second = _run_training(local_pipeline_root, str(snapshot), None, search_space=search)

@@ -14,28 +14,18 @@ import pytest
 from pipelines import local as local_run
 from pipelines.training.pipeline import training_pipeline
 from tests import corpus
+from tests.fixtures import small_search
 
 pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINE = "loopline-training"
 ALL_TASKS = {"ingest", "validate-data", "data-gate", "transform", "tune", "train"}
-# A small search, so that the test stays quick; the bundled one runs in `make demo`.
-SEARCH = {
-    "objective": {"metric": "rmse", "goal": "minimize"},
-    "algorithm": "tpe",
-    "max_trials": 4,
-    "parallel_trials": 2,
-    "model_type": "gradient_boosting",
-    "parameters": [
-        {"name": "learning_rate", "type": "double", "min": 0.05, "max": 0.3, "log": True}
-    ],
-}
 
 
 def _run(root: Path, source: Path, **init):
     local_run.init_docker(root, **init)
-    training_pipeline(source_uri=str(source), time_column="day", search_space=json.dumps(SEARCH))
+    training_pipeline(source_uri=str(source), time_column="day", search_space=small_search())
 
 
 def _stopped(root: Path, source: Path, **init) -> tuple[str | None, Path]:
