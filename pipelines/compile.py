@@ -23,6 +23,7 @@ from kfp import compiler
 
 from components import _images
 from components.data_gate.component import data_gate
+from components.evaluate.component import decision_relay, evaluate
 from components.ingest.component import ingest
 from components.train.component import train
 from components.transform.component import transform
@@ -42,6 +43,8 @@ TARGETS = [
     (tune, "components/tune/component.yaml"),
     (tune_katib, "components/tune/katib_component.yaml"),
     (train, "components/train/component.yaml"),
+    (evaluate, "components/evaluate/component.yaml"),
+    (decision_relay, "components/evaluate/decision_relay.yaml"),
     (training_pipeline, "pipelines/training/pipeline.yaml"),
 ]
 

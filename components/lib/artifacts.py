@@ -85,6 +85,13 @@ def read_bytes(
         raise ArtifactError(f"{what} {uri!r} cannot be read: {exc}") from exc
 
 
+def child_uri(location: str, name: str) -> str:
+    """``name`` inside the folder ``location`` (a path, ``file://`` or ``s3://`` / ``minio://`` URI)."""
+    if storage.is_remote(location) or location.startswith("file://"):
+        return f"{location.rstrip('/')}/{name}"
+    return os.path.join(location, name)
+
+
 def check_sha256(data: bytes, expected: str, name: str, where: str) -> None:
     """Refuses ``data`` unless its sha256 is ``expected`` (a recorded, well-formed hash)."""
     expected = (expected or "").strip().lower()

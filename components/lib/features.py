@@ -24,7 +24,6 @@ A saved transformer is a folder: ``transformer.joblib`` (the fitted ColumnTransf
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 
 import numpy as np
@@ -32,7 +31,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 
-from components.lib import artifacts, storage
+from components.lib import artifacts
 
 KINDS = ("numeric", "categorical", "cyclical", "passthrough")
 TASKS = ("regression", "classification")
@@ -162,12 +161,6 @@ def build(spec: dict) -> ColumnTransformer:
     return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)
 
 
-def _child(location: str, name: str) -> str:
-    if storage.is_remote(location) or location.startswith("file://"):
-        return f"{location.rstrip('/')}/{name}"
-    return os.path.join(location, name)
-
-
 def load_fitted(
     location: str,
     record: Mapping,
@@ -192,14 +185,14 @@ def load_fitted(
         artifacts.VersionMismatchError: Another scikit-learn version pickled it.
     """
     spec_bytes = artifacts.read_verified(
-        _child(location, SPEC_FILE),
+        artifacts.child_uri(location, SPEC_FILE),
         str(record.get("spec_sha256", "")),
         "transformer spec",
         s3_endpoint=s3_endpoint,
         s3_secure=s3_secure,
     )
     transformer = artifacts.load_pickle(
-        _child(location, TRANSFORMER_FILE),
+        artifacts.child_uri(location, TRANSFORMER_FILE),
         str(record.get("sha256", "")),
         "transformer",
         sklearn_version=str(record.get("sklearn_version", "")),

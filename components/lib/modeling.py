@@ -1,4 +1,4 @@
-"""Building, fitting and scoring the estimator behind the fitted transform.
+"""Building, fitting, scoring and loading the estimator behind the fitted transform.
 
 Model types: ``gradient_boosting`` (HistGradientBoosting) and ``linear`` (Ridge for
 regression, LogisticRegression for classification), for the task the feature spec
@@ -7,6 +7,8 @@ candidates with the same functions, so a tuned parameter means the same in both.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -22,7 +24,7 @@ from sklearn.metrics import (
 )
 from sklearn.pipeline import Pipeline
 
-from components.lib import features
+from components.lib import artifacts, features
 
 MODEL_FILE = "model.joblib"  # the name KServe's sklearn server loads
 MODEL_TYPES = ("gradient_boosting", "linear")
@@ -95,3 +97,43 @@ def fit(
     estimator = make_estimator(spec["task"], model_type, params, seed)
     estimator.fit(transformer.transform(x), y)
     return Pipeline([("transform", transformer), ("model", estimator)])
+
+
+def load_model(
+    location: str,
+    record: Mapping,
+    *,
+    name: str = "model",
+    s3_endpoint: str = "",
+    s3_secure: bool = False,
+    policy: str = "refuse",
+) -> Pipeline:
+    """Loads a saved model folder (``model.joblib``, as train writes it), verified first.
+
+    Args:
+        location: The folder: a path, ``file://`` or ``s3://`` / ``minio://`` URI.
+        record: What train recorded (the model artifact's metadata): ``sha256`` of
+            ``model.joblib`` and ``sklearn_version``.
+        name: What the messages call it (``model``, ``champion model``).
+        s3_endpoint: ``host:port`` of the S3 API, for ``s3://`` locations.
+        s3_secure: Reach the endpoint over TLS.
+        policy: The scikit-learn version policy (:mod:`components.lib.artifacts`).
+
+    Raises:
+        artifacts.IntegrityError: ``model.joblib`` does not match the recorded sha256, or
+            none was recorded; nothing was unpickled.
+        artifacts.VersionMismatchError: Another scikit-learn version pickled it.
+        ModelError: What was unpickled cannot predict.
+    """
+    model = artifacts.load_pickle(
+        artifacts.child_uri(location, MODEL_FILE),
+        str(record.get("sha256", "")),
+        name,
+        sklearn_version=str(record.get("sklearn_version", "")),
+        policy=policy,
+        s3_endpoint=s3_endpoint,
+        s3_secure=s3_secure,
+    )
+    if not hasattr(model, "predict"):
+        raise ModelError(f"{name} at {location} is a {type(model).__name__}, which cannot predict")
+    return model
