@@ -24,7 +24,9 @@ from kfp import compiler
 from components import _images
 from components.data_gate.component import data_gate
 from components.evaluate.component import decision_relay, evaluate
+from components.find_champion.component import find_champion
 from components.ingest.component import ingest
+from components.register.component import register
 from components.train.component import train
 from components.transform.component import transform
 from components.tune.component import tune
@@ -36,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # (what to compile, where its YAML is committed, relative to the repository root)
 TARGETS = [
+    (find_champion, "components/find_champion/component.yaml"),
     (ingest, "components/ingest/component.yaml"),
     (validate_data, "components/validate_data/component.yaml"),
     (data_gate, "components/data_gate/component.yaml"),
@@ -45,6 +48,7 @@ TARGETS = [
     (train, "components/train/component.yaml"),
     (evaluate, "components/evaluate/component.yaml"),
     (decision_relay, "components/evaluate/decision_relay.yaml"),
+    (register, "components/register/component.yaml"),
     (training_pipeline, "pipelines/training/pipeline.yaml"),
 ]
 

@@ -6,8 +6,11 @@ Compiled to ``pipeline.yaml`` beside this file by ``make compile``.
 from kfp import dsl, kubernetes
 
 from components.data_gate.component import data_gate
+from components.evaluate.component import decision_relay, evaluate
+from components.find_champion.component import find_champion
 from components.ingest.component import ingest
 from components.lib.storage import S3_SECRET_KEYS
+from components.register.component import register
 from components.train.component import train
 from components.transform.component import transform
 from components.tune.component import tune
@@ -28,6 +31,10 @@ RESOURCES = {
     "tune": ("2", "1Gi", "4Gi"),
     "tune-katib": ("100m", "256Mi", "512Mi"),
     "train": ("1", "1Gi", "4Gi"),
+    "find-champion": ("100m", "512Mi", "1Gi"),
+    "decision": ("100m", "256Mi", "512Mi"),
+    "evaluate": ("1", "1Gi", "4Gi"),
+    "register": ("500m", "1Gi", "2Gi"),
 }
 
 
@@ -66,6 +73,9 @@ def training_pipeline(
     tuning_backend: str = "optuna",
     katib_namespace: str = "kubeflow-user-example-com",
     katib_timeout_minutes: float = 60.0,
+    model_name: str = "bikeshare",
+    mlflow_tracking_uri: str = "http://mlflow:5000",
+    evaluation_config: str = "bikeshare",
 ):
     """Trains a Loopline model from a data snapshot.
 
@@ -90,9 +100,10 @@ def training_pipeline(
         schema: The versioned TFDV schema the data must meet (bundled name or path in the tfdv image).
         drift_policy: The drift policy (warn / block levels per feature); empty: the one beside
             the schema.
-        baseline_statistics: Statistics the train split's drift is measured against, as a path or
-            ``s3://`` URI: the current production model's training statistics (a validate_data
-            ``statistics`` folder). Empty: the schema's reference statistics.
+        baseline_statistics: Overrides the drift baseline: statistics the train split's drift is
+            measured against, as a path or ``s3://`` URI (a validate_data ``statistics``
+            folder). Empty (the default): the champion's training statistics, found in the
+            registry, else the schema's reference statistics.
         beam_args: Empty for in-memory TFDV statistics, or a JSON list of Apache Beam arguments.
         feature_spec: The transform's feature spec (bundled name, path in the image, or JSON).
         search_space: The tuning search space (bundled name, path in the image, or JSON); its
@@ -102,7 +113,22 @@ def training_pipeline(
             (a Katib Experiment with the same search space and algorithm; needs Katib).
         katib_namespace: The namespace the Katib Experiment is created in.
         katib_timeout_minutes: How long the pipeline waits for the Katib Experiment.
+        model_name: The registered model name (MLflow).
+        mlflow_tracking_uri: The MLflow tracking server; the champion is looked up there and
+            the challenger registered. The default reaches the one manifests/ deploy in the
+            run's own (profile) namespace.
+        evaluation_config: The evaluation gate's config (bundled name, path in the image, or
+            JSON): metrics, slices, thresholds, scorecard weights, minimum effect.
     """
+    # The champion (the registry's production version): the drift baseline and the model the
+    # challenger must beat. An explicit baseline_statistics overrides the champion's.
+    champion = find_champion(
+        model_name=model_name,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        baseline_override=baseline_statistics,
+    ).set_display_name("find-champion")
+    # The registry changes between runs: never answer from the cache.
+    _sized(champion.set_caching_options(False), "find-champion")
     ingest_task = ingest(
         source_uri=source_uri,
         split_method=split_method,
@@ -137,7 +163,7 @@ def training_pipeline(
         data_name="train",
         schema=schema,
         drift_policy=drift_policy,
-        baseline_statistics=baseline_statistics,
+        baseline_statistics=champion.outputs["baseline_statistics"],
         beam_args=beam_args,
         s3_endpoint=s3_endpoint,
         s3_secure=s3_secure,
@@ -197,3 +223,29 @@ def training_pipeline(
         seed=seed,
     ).set_display_name("train")
     _sized(trained, "train")
+    judged = evaluate(
+        model=trained.outputs["model"],
+        holdout=ingest_task.outputs["holdout"],
+        eval_data=ingest_task.outputs["eval_data"],
+        champion=champion.outputs["champion"],
+        config=evaluation_config,
+    ).set_display_name("evaluate")
+    _sized(judged, "evaluate")
+    # dsl.If resolves only a task's single output under kfp.local: relay the decision.
+    relay = decision_relay(decision=judged.outputs["decision"]).set_display_name("decision")
+    _sized(relay, "decision")
+    registered = dict(
+        model=trained.outputs["model"],
+        holdout=ingest_task.outputs["holdout"],
+        evaluation=judged.outputs["evaluation"],
+        statistics=validation.outputs["statistics"],
+        model_name=model_name,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+    )
+    with dsl.If(relay.output == "promote", name="promoted"):
+        promoted = register(decision="promote", **registered).set_display_name("register")
+        _sized(promoted.set_caching_options(False), "register")
+    with dsl.Else(name="rejected"):
+        rejected = register(decision="reject", **registered).set_display_name("register")
+        _sized(rejected.set_caching_options(False), "register")
