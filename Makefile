@@ -10,6 +10,7 @@ PYTHON       ?= python3
 VENV         ?= .venv
 TFDV_VENV    := .venv-tfdv
 TUNER_VENV   := .venv-tuner
+MLFLOW_VENV  := .venv-mlflow
 VERSION      := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' components/_version.py)
 REVISION     := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 REGISTRY     ?= loopline
@@ -19,7 +20,7 @@ BASE_IMAGE   ?= python:3.11-slim-bookworm
 LOCAL_BASE   ?= loopline/base:py3.11-bookworm
 # Extra CA certificates for pip inside image builds (a TLS-intercepting proxy, say).
 EXTRA_CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
-IMAGES       := pipeline tfdv tuner
+IMAGES       := pipeline tfdv tuner mlflow
 PIPELINE_ROOT ?= $(CURDIR)/.build/pipeline_root
 PYTEST_ARGS  ?=
 
@@ -42,7 +43,8 @@ $(STAMP)/venv: images/pipeline/requirements.txt tests/requirements.txt pyproject
 	@touch $@
 
 # A side env for each image that cannot share the main env (tfdv: TFDV needs protobuf < 5;
-# tuner: the Katib SDK): the image's lock plus pytest. TFDV takes ~3 minutes the first time.
+# tuner: the Katib SDK; mlflow: the tracking server, which needs pyarrow < 26): the image's
+# lock plus pytest. TFDV takes ~3 minutes the first time.
 $(STAMP)/venv-%: images/%/requirements.txt
 	@mkdir -p $(STAMP)
 	@echo "setup: .venv-$* from $<"
@@ -51,11 +53,11 @@ $(STAMP)/venv-%: images/%/requirements.txt
 	@touch $@
 
 .PHONY: setup
-setup: $(STAMP)/venv $(STAMP)/venv-tfdv $(STAMP)/venv-tuner ## Create the dev virtualenvs (main env; TFDV env; tuner env) from the locked requirements
+setup: $(STAMP)/venv $(STAMP)/venv-tfdv $(STAMP)/venv-tuner $(STAMP)/venv-mlflow ## Create the dev virtualenvs (main env; TFDV env; tuner env; MLflow server env) from the locked requirements
 
 .PHONY: lock
-lock: ## Re-resolve the requirement locks from the requirements.in files (slow; needs PyPI)
-	images/lock.sh
+lock: ## Re-resolve the requirement locks from the requirements.in files (slow; needs PyPI; LOCK="pipeline mlflow" for some)
+	images/lock.sh $(LOCK)
 
 # ---------------------------------------------------------------- containers
 .PHONY: engine
@@ -111,10 +113,10 @@ test: setup images lint ## Run every test: unit, kfp.local SubprocessRunner, Doc
 	TF_CPP_MIN_LOG_LEVEL=3 $(TFDV_VENV)/bin/python -m pytest -p no:cacheprovider -W ignore $(TFDV_TESTS) $(PYTEST_ARGS)
 
 .PHONY: demo
-demo: $(STAMP)/venv images ## The whole loop locally on the Bikeshare data, every task in its container
+demo: $(STAMP)/venv $(STAMP)/venv-mlflow images ## The whole loop locally on the Bikeshare data, every task in its container
 	$(BIN)/python examples/bikeshare/demo.py --pipeline-root $(PIPELINE_ROOT)
 
 .PHONY: clean
 clean: ## Remove venvs, build outputs and local pipeline runs (images stay; `docker rmi` them)
-	rm -rf $(VENV) $(TFDV_VENV) $(TUNER_VENV) .build .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TFDV_VENV) $(TUNER_VENV) $(MLFLOW_VENV) .build .pytest_cache .ruff_cache
 	find . -name __pycache__ -prune -exec rm -rf {} +

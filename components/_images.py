@@ -12,19 +12,24 @@ from __future__ import annotations
 from components._version import __version__
 
 DEFAULT_REGISTRY = "loopline"
+# The images pipeline tasks run in (the compiled YAMLs name them).
 FAMILIES = ("pipeline", "tfdv", "tuner")
+# Images of services beside the pipelines, built and pushed the same way: the MLflow tracking
+# server (the model registry's server; manifests/ deploy it on a cluster).
+SERVICES = ("mlflow",)
 
 
 def image(family: str, registry: str = DEFAULT_REGISTRY, version: str = __version__) -> str:
     """Returns the URI of one image family, e.g. ``loopline/pipeline:0.1.0``.
 
     Args:
-        family: One of ``FAMILIES``.
+        family: One of ``FAMILIES`` or ``SERVICES``.
         registry: Registry and repository prefix, e.g. ``gcr.io/my-project/loopline``.
         version: Image tag; defaults to the package version.
     """
-    if family not in FAMILIES:
-        raise ValueError(f"unknown image family {family!r}; known: {', '.join(FAMILIES)}")
+    if family not in FAMILIES + SERVICES:
+        known = ", ".join(FAMILIES + SERVICES)
+        raise ValueError(f"unknown image family {family!r}; known: {known}")
     registry = registry.rstrip("/")
     if not registry:
         raise ValueError("registry must not be empty")
@@ -41,7 +46,7 @@ def retarget(uri: str, registry: str) -> str:
         return uri
     family_and_tag = uri[len(prefix) :]
     family = family_and_tag.split(":", 1)[0]
-    if family not in FAMILIES:
+    if family not in FAMILIES + SERVICES:
         return uri
     return f"{registry.rstrip('/')}/{family_and_tag}"
 
@@ -49,3 +54,4 @@ def retarget(uri: str, registry: str) -> str:
 PIPELINE_IMAGE = image("pipeline")
 TFDV_IMAGE = image("tfdv")
 TUNER_IMAGE = image("tuner")
+MLFLOW_IMAGE = image("mlflow")

@@ -72,6 +72,32 @@ def s3_client(s3_store):
 
 
 @pytest.fixture(scope="session")
+def mlflow_server(s3_store, tmp_path_factory):
+    """A real MLflow tracking server process on loopback (``pipelines/local_mlflow.py``):
+    sqlite store in a temporary folder, artifacts proxied to the loopback S3 endpoint.
+    One per test session; fails (never skips) when it cannot start."""
+    from pipelines import local_mlflow
+
+    folder = tmp_path_factory.mktemp("mlflow")
+    try:
+        server = local_mlflow.start(
+            folder, s3_store.endpoint, s3_store.credentials, progress=lambda line: print(line)
+        )
+    except Exception as exc:  # noqa: BLE001 - any failure means no server
+        pytest.fail(f"the MLflow tracking server did not start: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def tracking_uri(mlflow_server) -> str:
+    """``http://127.0.0.1:PORT`` of the session's MLflow tracking server."""
+    return mlflow_server.url
+
+
+@pytest.fixture(scope="session")
 def docker_engine():
     """A Docker engine that answers; fails (never skips) when there is none."""
     try:
@@ -91,7 +117,7 @@ def built_images(docker_engine):
     """The images the compiled YAMLs name, built from this checkout; fails when missing."""
     from components import _images
 
-    uris = {family: _images.image(family) for family in _images.FAMILIES}
+    uris = {family: _images.image(family) for family in _images.FAMILIES + _images.SERVICES}
     missing = [uri for uri in uris.values() if not docker_engine.images.list(name=uri)]
     if missing:
         pytest.fail(f"images not built: {', '.join(missing)}; run `make images`")

@@ -95,3 +95,22 @@ def test_pickles_are_loaded_only_by_the_verified_loader():
     """joblib.load / pickle.load outside components/lib/artifacts.py would skip the hash check."""
     loaders = _where(r"joblib\.load\(|pickle\.loads?\(", include_tests=False)
     assert loaders == ["components/lib/artifacts.py"]
+
+
+def test_mlflow_models_are_loaded_only_by_the_verified_loader():
+    """skops or MLflow's own loaders elsewhere would skip the manifest and the reviewed types."""
+    loaders = _where(
+        r"skops\.io\.loads?\(|sio\.loads?\(|mlflow\.\w+\.load_model\(|load_model\(\s*[\"']models:/",
+        include_tests=False,
+    )
+    assert loaders == ["components/lib/artifacts.py"]
+
+
+def test_model_states_change_only_in_the_registry_module():
+    """The state machine is one module: nothing else writes a registry tag or alias."""
+    writers = _where(
+        r"set_registered_model_alias|delete_registered_model_alias|set_model_version_tag"
+        r"|set_registered_model_tag|transition_model_version_stage",
+        include_tests=False,
+    )
+    assert writers == ["components/lib/registry.py"]

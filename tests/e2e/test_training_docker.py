@@ -18,7 +18,7 @@ from tests.fixtures import docker_run, small_search
 pytestmark = pytest.mark.docker
 
 
-@pytest.mark.parametrize("family", _images.FAMILIES)
+@pytest.mark.parametrize("family", _images.FAMILIES + _images.SERVICES)
 def test_images_run_as_non_root_with_oci_labels(built_images, family):
     assert int(docker_run(built_images[family], "id", "-u")) > 0
     labels = json.loads(

@@ -1,0 +1,7 @@
+"""``python -m components.cli``: the same as the ``loopline`` console script."""
+
+import sys
+
+from components.cli.main import main
+
+sys.exit(main())
