@@ -38,16 +38,25 @@ ROC_POINTS = 200
 def load_model(path: str, metadata: Mapping, name: str = "model"):
     """The one place evaluate loads a model (challenger and champion alike).
 
-    Today a folder with ``model.joblib`` (what train writes, and what the champion lookup
-    hands on), verified against ``metadata``'s ``sha256`` and ``sklearn_version`` before it
-    is unpickled (:func:`components.lib.modeling.load_model`). Another format (an MLflow
-    model directory verified by its manifest) is added here and nowhere else.
+    A folder with ``model.joblib`` (what train writes), verified against ``metadata``'s
+    ``sha256`` and ``sklearn_version`` before it is unpickled
+    (:func:`components.lib.modeling.load_model`); or, with ``format: mlflow`` in the metadata
+    (the champion, as find_champion downloads it from the registry), an MLflow model
+    directory checked file by file against ``manifest_sha256`` before it is deserialized
+    (:func:`components.lib.artifacts.load_mlflow_model`).
 
     Raises:
         components.lib.artifacts.IntegrityError: The file does not match the recorded
             sha256, or none was recorded; nothing was unpickled.
         components.lib.artifacts.VersionMismatchError: Another scikit-learn version.
     """
+    if metadata.get("format") == "mlflow":
+        # The champion as the registry keeps it (find_champion downloads it): every file is
+        # checked against the recorded manifest before anything is deserialized.
+        from components.lib import artifacts
+
+        directory = os.path.join(path, str(metadata.get("path", "")))
+        return artifacts.load_mlflow_model(directory, str(metadata.get("manifest_sha256", "")))
     return modeling.load_model(path, metadata, name=name)
 
 

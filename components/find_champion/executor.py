@@ -27,7 +27,10 @@ def run(tracking_uri: str, model_name: str, out_dir: str) -> tuple[dict, str]:
         return {"found": False, "reason": "no mlflow_tracking_uri"}, ""
     reg = registry.Registry(tracking_uri)
     reg.ping()
-    champion = reg.champion(model_name)
+    try:
+        champion = reg.champion(model_name)
+    except registry.NotFound:  # never registered: its first run
+        champion = None
     if champion is None:
         log.info("model %s has no production version yet", model_name)
         return {"found": False, "reason": f"{model_name} has no production version"}, ""

@@ -103,7 +103,10 @@ def run(
 
     reg = registry.Registry(tracking_uri)
     reg.ping()
-    had_champion = reg.champion(model_name) is not None
+    try:
+        had_champion = reg.champion(model_name) is not None
+    except registry.NotFound:  # the model's first version creates it
+        had_champion = False
     version = reg.register(model_name, model_dir, lineage, statistics_uri, example)
     moves = []
     summary = "; ".join(reasons) or "no reasons given"

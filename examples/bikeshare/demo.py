@@ -2,9 +2,14 @@
 
 The snapshot is put in an object store first, as on a cluster (MinIO there; here a
 real S3 API endpoint on loopback, moto's server), and the training pipeline reads it
-through the same ``s3://`` path and MinIO client. It trains on January to June 2011 (the
-window ``day`` in [1, 182)), the natural first training window: the data gate reports the
-season's temperature drift against the schema's whole-year reference and lets it train.
+through the same ``s3://`` path and MinIO client; a real MLflow tracking server (sqlite
+store, artifacts on that endpoint) is the model registry. The training pipeline runs twice:
+on January to June 2011 (the natural first training window: the data gate reports the
+season's temperature drift against the schema's whole-year reference and lets it train; the
+model has no champion, passes the evaluation gate's thresholds and becomes production), then
+on January to September (validated against the champion's training statistics, judged
+against the champion on the same holdout: promoted to staging or rejected, with reasons).
+After each run it prints the gate's decision, its scorecard and the registry's state.
 Tasks run with kfp.local.DockerRunner on the images ``make images`` built; containers
 share the host network to reach the endpoint.
 
@@ -17,6 +22,8 @@ script lists every artifact: where it is and what it holds.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
 import sys
 import time
@@ -26,7 +33,7 @@ from pathlib import Path
 from components import _images
 from components.lib import logs
 from pipelines import local as local_run
-from pipelines import local_s3
+from pipelines import local_mlflow, local_s3
 from pipelines.training.pipeline import training_pipeline
 
 HERE = Path(__file__).resolve().parent
@@ -113,6 +120,54 @@ def print_artifacts(run_dir: Path) -> None:
                 )
 
 
+# The two runs: the first model has no champion (judged on thresholds alone, it becomes
+# production); the second, trained on more of the year, is judged against it.
+RUNS = [("January to June", "1", "182"), ("January to September", "1", "274")]
+MODEL_NAME = "bikeshare"
+
+
+def start_registry(root: Path, store):
+    """A real MLflow tracking server on loopback: sqlite store under the pipeline root,
+    artifacts on the demo's S3 endpoint (as MinIO on a cluster)."""
+    server = local_mlflow.start(
+        root / "mlflow",
+        store.endpoint,
+        DEMO_CREDENTIALS,
+        progress=lambda line: print(f"demo: {line}"),
+    )
+    print(
+        f"demo: MLflow tracking server (the model registry) at {server.url}, healthy in "
+        f"{server.started_in:.1f} s; the MLflow UI is at that address while the demo runs"
+    )
+    return server
+
+
+def registry_state(tracking_uri: str) -> list[str]:
+    from components.lib.registry import Registry
+
+    registry = Registry(tracking_uri)
+    return [
+        f"  {v.name} version {v.version}: {v.state}"
+        + (" (champion)" if "champion" in v.aliases else "")
+        + f", data {str(v.lineage.get('data_sha256', ''))[:12]}, run {v.lineage.get('pipeline_run_id', '')}"
+        for v in registry.versions(MODEL_NAME)
+    ]
+
+
+def print_judgement(run_dir: Path, tracking_uri: str) -> None:
+    """The evaluation gate's decision and scorecard, and the registry after the run."""
+    evaluation = json.loads((run_dir / "evaluate" / "evaluation" / "evaluation.json").read_text())
+    print(f"\ndemo: evaluation gate: {evaluation['decision'].upper()}")
+    scorecard = (run_dir / "evaluate" / "scorecard").read_text().rstrip().splitlines()
+    print("\n".join(f"  {line}" for line in scorecard[:SUMMARY_LINES]))
+    if len(scorecard) > SUMMARY_LINES:
+        print(
+            f"  ... ({len(scorecard) - SUMMARY_LINES} more lines in {run_dir / 'evaluate' / 'scorecard'})"
+        )
+    print("demo: registry:")
+    print("\n".join(registry_state(tracking_uri)))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -123,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--verbose", action="store_true", help="stream every task's log instead of one line each"
     )
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep the MLflow server and object store up after the runs (Ctrl-C ends them)",
+    )
     args = parser.parse_args(argv)
     logs.setup(logging.WARNING)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the S3 endpoint's access log
@@ -130,42 +190,55 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")
 
     started = time.monotonic()
+    root = local_run.prepare_pipeline_root(args.pipeline_root)
     store = start_object_store()
+    server = None
     try:
-        root = local_run.init_docker(
-            args.pipeline_root,
-            quiet=not args.verbose,
-            network_mode="host",
-            environment=DEMO_CREDENTIALS,
+        server = start_registry(root, store)
+        local_run.init_docker(
+            root, quiet=not args.verbose, network_mode="host", environment=DEMO_CREDENTIALS
         )
         print(f"demo: kfp.local DockerRunner, image {_images.PIPELINE_IMAGE}, pipeline root {root}")
-        print("demo: training on January to June 2011 (window day in [1, 182)); tasks:")
-        try:
-            training_pipeline(
-                source_uri=f"s3://{BUCKET}/{KEY}",
-                s3_endpoint=store.endpoint,
-                s3_secure=False,
-                split_method="time",
-                time_column="day",
-                window_start="1",
-                window_end="182",
-                train_fraction=0.7,
-                eval_fraction=0.15,
-                holdout_fraction=0.15,
-            )
-        except RuntimeError as exc:
-            run_dir = local_run.latest_run(root, "loopline-training")
-            task = local_run.failed_task(exc) or "?"
+        for number, (label, start, end) in enumerate(RUNS, 1):
             print(
-                f"demo: FAILED in task {task} after {time.monotonic() - started:.1f} s; "
-                f"logs in {run_dir / 'logs'} (kfp.local's own: {root / 'kfp-local.log'})"
+                f"\ndemo: run {number} of {len(RUNS)}: training on {label} 2011 "
+                f"(window day in [{start}, {end})); tasks:"
             )
-            return 1
+            try:
+                training_pipeline(
+                    source_uri=f"s3://{BUCKET}/{KEY}",
+                    s3_endpoint=store.endpoint,
+                    s3_secure=False,
+                    time_column="day",
+                    window_start=start,
+                    window_end=end,
+                    model_name=MODEL_NAME,
+                    mlflow_tracking_uri=server.url,
+                )
+            except RuntimeError as exc:
+                run_dir = local_run.latest_run(root, "loopline-training")
+                task = local_run.failed_task(exc) or "?"
+                print(
+                    f"demo: FAILED in task {task} after {time.monotonic() - started:.1f} s; "
+                    f"logs in {run_dir / 'logs'} (kfp.local's own: {root / 'kfp-local.log'})"
+                )
+                return 1
+            print_judgement(local_run.latest_run(root, "loopline-training"), server.url)
+        run_dir = local_run.latest_run(root, "loopline-training")
+        print_artifacts(run_dir)
+        print(
+            f"demo: finished in {time.monotonic() - started:.1f} s; task logs in {run_dir / 'logs'}; "
+            f"the registry: `loopline registry list --tracking-uri {server.url}`"
+        )
+        if args.serve:
+            print(f"demo: serving the MLflow UI at {server.url} until Ctrl-C")
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    time.sleep(3600)
     finally:
+        if server is not None:
+            server.stop()
         store.stop()
-    run_dir = local_run.latest_run(root, "loopline-training")
-    print_artifacts(run_dir)
-    print(f"demo: finished in {time.monotonic() - started:.1f} s; task logs in {run_dir / 'logs'}")
     return 0
 
 
