@@ -283,7 +283,7 @@ class _Axes:
 
     def svg(self) -> str:
         return (
-            f'<svg width="{self.w + self.pad + 10}" height="{self.h + 44}" role="img">'
+            f'<svg width="{self.w + self.pad + 30}" height="{self.h + 44}" role="img">'
             f"{''.join(self.parts)}</svg>"
         )
 
