@@ -402,7 +402,7 @@ def _run(
         t = lap("comparison", t)
         champion_record.update(
             version=str(champion_meta.get("version", "")),
-            sha256=str(champion_meta.get("sha256", "")),
+            sha256=str(champion_meta.get("sha256") or champion_meta.get("manifest_sha256", "")),
             model_type=str(champion_meta.get("model_type", "")),
             metrics=champion_metrics,
             slices=measures.slices(task, holdout, y, champion_score, config),

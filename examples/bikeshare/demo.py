@@ -227,8 +227,9 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = local_run.latest_run(root, "loopline-training")
         print_artifacts(run_dir)
         print(
-            f"demo: finished in {time.monotonic() - started:.1f} s; task logs in {run_dir / 'logs'}; "
-            f"the registry: `loopline registry list --tracking-uri {server.url}`"
+            f"demo: finished in {time.monotonic() - started:.1f} s; task logs in {run_dir / 'logs'}. "
+            f"With --serve the MLflow UI and `loopline registry list --tracking-uri {server.url}` "
+            "stay up until Ctrl-C"
         )
         if args.serve:
             print(f"demo: serving the MLflow UI at {server.url} until Ctrl-C")
