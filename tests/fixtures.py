@@ -149,3 +149,24 @@ def no_unpickling(monkeypatch):
         raise AssertionError("joblib.load was called: the artifact was not refused first")
 
     monkeypatch.setattr(joblib, "load", refuse)
+
+
+@pytest.fixture
+def run_training(tracking_uri):
+    """``training_pipeline`` as the end-to-end tests run it: the session's MLflow server is
+    the registry (the pipeline's default names the cluster's in-namespace service) and the
+    model name is the test's own, so no test judges against another test's champion.
+    Containers reach the loopback server through the host network (init_docker's
+    ``network_mode="host"``)."""
+    import uuid
+
+    from pipelines.training.pipeline import training_pipeline
+
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+
+    def run(**kwargs):
+        kwargs.setdefault("mlflow_tracking_uri", tracking_uri)
+        kwargs.setdefault("model_name", name)
+        return training_pipeline(**kwargs)
+
+    return run
