@@ -80,7 +80,8 @@ def training_pipeline(
     """Trains a Loopline model from a data snapshot.
 
     Every default fits the bundled Bikeshare data (schema, feature spec, search space, and
-    its time column ``day``): a run needs only ``source_uri``. Ingest, the first task,
+    its time column ``day``) and the MLflow service manifests/ deploy in the run's namespace:
+    a run on a cluster needs only ``source_uri``. Ingest, the first task,
     checks every data parameter and names the bad one before reading the snapshot.
 
     Args:
