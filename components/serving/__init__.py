@@ -1,0 +1,1 @@
+"""The serving image: a KServe model server and the traffic capture it writes (capture.py)."""
