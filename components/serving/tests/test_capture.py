@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from components.serving.capture import Capture
+from pipelines import local_s3
 from pipelines.local_s3 import free_port
 
 pytestmark = pytest.mark.unit
@@ -242,27 +243,25 @@ class RestartableS3:
     """moto's server on a fixed port that can be stopped and started again. The servers of
     one process share moto's in-memory backend, so buckets survive a restart."""
 
-    def __init__(self) -> None:
+    def __init__(self, credentials: dict[str, str]) -> None:
+        self.credentials = credentials
         self.port = free_port()
         self.endpoint = f"127.0.0.1:{self.port}"
-        self.server = None
+        self.store = None
 
     def start(self) -> None:
-        from moto.server import ThreadedMotoServer
-
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port)
-        self.server.start()
+        self.store = local_s3.start(self.credentials, port=self.port)
 
     def stop(self) -> None:
-        self.server.stop()
-        self.server = None
+        self.store.stop()
+        self.store = None
 
 
 def test_an_unreachable_endpoint_delays_rows_but_loses_or_repeats_none(
     s3_store, s3_client, bucket, caplog
 ):
     caplog.set_level(logging.INFO, logger="loopline.serving.capture")
-    store = RestartableS3()
+    store = RestartableS3(s3_store.credentials)
     store.start()
     capture = make_capture(store.endpoint, bucket)
     capture.start()
@@ -295,7 +294,7 @@ def test_an_unreachable_endpoint_delays_rows_but_loses_or_repeats_none(
         assert capture.flush(timeout=10)
     finally:
         capture.close()
-        if store.server is not None:
+        if store.store is not None:
             store.stop()
 
     rows = rows_by_object(s3_client, bucket)
@@ -311,9 +310,7 @@ def test_an_unreachable_endpoint_delays_rows_but_loses_or_repeats_none(
 def test_record_never_waits_for_a_hanging_endpoint(s3_store):
     # An endpoint that accepts connections and never answers: every put hangs until the
     # client's timeout, on the writer thread only.
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(16)
+    silent = socket.create_server(("127.0.0.1", 0), backlog=16)
     capture = Capture(
         uri="s3://nowhere/capture",
         endpoint=f"127.0.0.1:{silent.getsockname()[1]}",
