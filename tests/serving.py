@@ -21,13 +21,18 @@ SCHEMA_FILE = "loopline_request_schema.json"
 CHECK_FILE = "loopline_check_rows.parquet"
 
 
-def make_version(folder: Path, csv: Path, *, schema: bool = True, check: bool = True) -> tuple[str, str, pd.DataFrame]:
+def make_version(
+    folder: Path, csv: Path, *, schema: bool = True, check: bool = True
+) -> tuple[str, str, pd.DataFrame]:
     """(MLflow model directory, manifest sha256, the raw rows after the training rows)."""
     from components.lib.modeling import MODEL_FILE
 
     model_dir, lineage, _ = fitted.registrable_model(folder / "train", csv)
     model = artifacts.load_pickle(
-        str(Path(model_dir) / MODEL_FILE), lineage["sha256"], "model", sklearn_version=lineage["sklearn_version"]
+        str(Path(model_dir) / MODEL_FILE),
+        lineage["sha256"],
+        "model",
+        sklearn_version=lineage["sklearn_version"],
     )
     data = pd.read_csv(csv)
     rows = data.iloc[3600:5600].reset_index(drop=True)
@@ -69,7 +74,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-        self._log = open(log_path, "w")
+        self._log = open(log_path, "w")  # noqa: SIM115 - open while the process runs
         self.process = subprocess.Popen(
             [str(SERVING_PYTHON), "-m", "components.serving", "--http_port", str(self.port),
              "--enable_grpc", "false", *args],

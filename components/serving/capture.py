@@ -54,23 +54,10 @@ _REJECT_LOG_SECONDS = 60.0
 # --- metrics (prometheus_client is optional: the dev venv has none) ---------------------
 
 
-class _NoMetric:
-    def labels(self, *args, **kwargs):
-        return self
-
-    def inc(self, amount: float = 1) -> None:
-        pass
-
-    def set(self, value: float) -> None:
-        pass
-
-
 def _make_metrics() -> dict[str, object]:
-    try:
-        import prometheus_client as prom
-    except ImportError:
-        return {k: _NoMetric() for k in ("rows", "written", "failures", "dropped", "pending")}
-    labels = ("model_name", "model_version")
+    import prometheus_client as prom
+
+    labels = ("model", "version")  # as every other loopline_ series (metrics.py)
     return {
         "rows": prom.Counter(
             "loopline_capture_rows_total", "Prediction rows recorded for capture.", labels

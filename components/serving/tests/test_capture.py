@@ -446,12 +446,13 @@ def test_concurrent_record_calls_lose_nothing(tmp_path):
     assert capture.stats["rows_written"] == 1600 and capture.stats["files_written"] > 1
 
 
-# --- metrics (prometheus_client: in the serving image; the dev venv may lack it) -----------
+# --- metrics -------------------------------------------------------------------------------
 
 
 def test_metrics_count_recorded_written_dropped_and_failed(tmp_path):
-    prom = pytest.importorskip("prometheus_client")
-    labels = {"model_name": "metered", "model_version": "1"}
+    import prometheus_client as prom
+
+    labels = {"model": "metered", "version": "1"}
 
     def value(name: str) -> float:
         return prom.REGISTRY.get_sample_value(name, labels) or 0.0

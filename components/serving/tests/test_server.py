@@ -51,7 +51,12 @@ def v2_body(rows, request_id: str | None = None, **extra) -> dict:
     for c in COLUMNS:
         values = rows[c].tolist()
         inputs.append(
-            {"name": c, "shape": [len(values)], "datatype": DATATYPES.get(c, "INT64"), "data": values}
+            {
+                "name": c,
+                "shape": [len(values)],
+                "datatype": DATATYPES.get(c, "INT64"),
+                "data": values,
+            }
         )
     body = {"inputs": inputs, **extra}
     if request_id:
@@ -213,11 +218,20 @@ def test_metrics_count_requests_errors_latency_and_predictions(server, version):
     infer(server, v2_body(rows.iloc[:2]))
     infer(server, _with(v2_body(rows.iloc[:1]), "hr", data=[99]))
     text = requests.get(f"{server.url}/metrics", timeout=5).text
-    lines = {ln.split(" ")[0]: float(ln.split(" ")[1]) for ln in text.splitlines() if ln and not ln.startswith("#")}
+    lines = {
+        ln.split(" ")[0]: float(ln.split(" ")[1])
+        for ln in text.splitlines()
+        if ln and not ln.startswith("#")
+    }
     ok = lines['loopline_requests_total{code="200",model="bikeshare",protocol="v2",version="7"}']
     assert ok >= 2
     assert lines['loopline_request_errors_total{kind="range",model="bikeshare",version="7"}'] >= 1
-    assert lines['loopline_request_duration_seconds_count{model="bikeshare",protocol="v2",version="7"}'] >= ok
+    assert (
+        lines[
+            'loopline_request_duration_seconds_count{model="bikeshare",protocol="v2",version="7"}'
+        ]
+        >= ok
+    )
     assert lines['loopline_prediction_count{model="bikeshare",version="7"}'] >= 2
     assert 'loopline_prediction_bucket{le="80.0",model="bikeshare",version="7"}' in lines
     info = [k for k in lines if k.startswith("loopline_model_info")]
@@ -277,3 +291,81 @@ def test_a_wrong_record_is_refused(version, tmp_path):
         assert "manifest" in proc.log() and "NOT loaded" in proc.log()
     finally:
         proc.stop()
+
+
+def test_capture_writes_exactly_one_row_per_request_through_an_outage(
+    version, tmp_path, s3_store, s3_client
+):
+    """N requests -> exactly N captured rows with their request ids, in the real S3 endpoint,
+    although the endpoint was unreachable for part of them; event time cuts the hour."""
+    import io
+    import time
+
+    import pyarrow.parquet as pq
+
+    from components.serving.tests.test_capture import RestartableS3
+
+    directory, manifest, rows = version
+    store = RestartableS3(s3_store.credentials)
+    store.start()
+    s3_client.make_bucket("served")
+    proc = serving.Server(
+        ["--model_name", MODEL, "--model_dir", str(directory), "--manifest_sha256", manifest,
+         "--model_version", "3", "--capture_uri", "s3://served/traffic", "--s3_endpoint", store.endpoint,
+         "--capture_flush_seconds", "0.3", "--capture_hash", "weathersit", "--capture_drop", "windspeed"],
+        tmp_path / "capture.log",
+        env={"LOOPLINE_CAPTURE_SALT": "pepper", **s3_store.credentials},
+    )  # fmt: skip
+    sent = []
+    try:
+        proc.wait_live()
+        for i in range(10):
+            assert infer(proc, v2_body(rows.iloc[i : i + 1], f"up-{i}")).status_code == 200
+            sent.append(f"up-{i}")
+        store.stop()
+        for i in range(10):
+            started = time.perf_counter()
+            body = v2_body(
+                rows.iloc[i : i + 1], f"down-{i}", parameters={"event_time": "2011-03-01T08:15:00Z"}
+            )
+            assert infer(proc, body).status_code == 200
+            assert time.perf_counter() - started < 1.0
+            sent.append(f"down-{i}")
+        time.sleep(2)
+        failures = [ln for ln in requests.get(f"{proc.url}/metrics", timeout=5).text.splitlines()
+                    if ln.startswith("loopline_capture_write_failures_total{")]  # fmt: skip
+        assert failures and float(failures[0].split()[-1]) >= 1, failures
+        store.start()
+        deadline = time.monotonic() + 60
+        captured = []
+        while time.monotonic() < deadline:
+            captured = []
+            for obj in s3_client.list_objects("served", prefix="traffic/", recursive=True):
+                data = s3_client.get_object("served", obj.object_name).read()
+                captured += [
+                    (obj.object_name, r) for r in pq.read_table(io.BytesIO(data)).to_pylist()
+                ]
+            if len(captured) >= len(sent):
+                break
+            time.sleep(0.5)
+    finally:
+        proc.stop()
+        if store.store is not None:
+            store.stop()
+    ids = [r["request_id"] for _, r in captured]
+    assert sorted(ids) == sorted(sent), f"captured {len(ids)} rows for {len(sent)} requests"
+    by_id = {r["request_id"]: (name, r) for name, r in captured}
+    name, row = by_id["down-3"]
+    assert "model=bikeshare/hour=2011-03-01T08/" in name
+    assert row["model_version"] == "3" and "windspeed" not in row
+    import hashlib
+
+    assert (
+        row["weathersit"]
+        == hashlib.sha256(b"pepper" + rows.loc[3, "weathersit"].encode()).hexdigest()
+    )
+    name, row = by_id["up-0"]
+    assert row["event_time"] is None and "hour=2011" not in name
+    assert row["prediction"] == pytest.approx(
+        float(expected(version, rows.iloc[:1])[0]), rel=0, abs=0
+    )
