@@ -50,10 +50,6 @@ import numpy as np
 # orders above that and far below anything a bikers-per-hour prediction could notice.
 REL_TOLERANCE = 1e-12
 
-# The tree walk evaluates every node's split for a chunk of rows at once: an
-# (rows, nodes) matrix, ~6,000 nodes for 100 trees of 31 leaves, so 128 rows is ~6 MB.
-ROWS_PER_CHUNK = 128
-
 
 class Unsupported(ValueError):
     """A pipeline step the compiler cannot reproduce exactly; the message names it."""
@@ -352,39 +348,40 @@ class _Trees:
         self.n_iter = len(est._predictors)
 
     def raw(self, x, has_nan):
-        """(n, k) raw predictions, as _raw_predict computes them."""
-        n = x.shape[0]
-        out = np.empty((n, self.k))
-        for start in range(0, n, ROWS_PER_CHUNK):
-            out[start : start + ROWS_PER_CHUNK] = self._raw_chunk(
-                x[start : start + ROWS_PER_CHUNK], has_nan
-            )
-        return out
+        """(n, k) raw predictions, as _raw_predict computes them.
 
-    def _raw_chunk(self, x, has_nan):
-        m, n_nodes = x.shape[0], len(self.value)
-        # Every node's decision for every row at once (a few numpy calls on an (m, nodes)
-        # matrix), then the walk is one gather per level. _predict_one_from_raw_data:
-        # NaN -> missing_go_to_left, else x <= num_threshold (NaN <= t is False, so only
-        # NaN values that go left need the extra term).
-        xv = x[:, self.feature]
-        go_left = xv <= self.threshold
-        if has_nan:
-            go_left |= np.isnan(xv) & self.missing_left
+        _predict_one_from_raw_data's rule at a split: NaN -> missing_go_to_left, else
+        x <= num_threshold. NaN <= t is False, so only NaN values that go left need the
+        extra term. Leaves point to themselves, so every tree advances the deepest tree's
+        depth without an is_leaf test.
+        """
+        m = x.shape[0]
         if m == 1:
-            step = np.where(go_left[0], self.left, self.right)
+            # One row (the serving case): every node's decision at once (three numpy
+            # calls over ~6,000 nodes), then the walk is one small gather per level.
+            xv = x[0, self.feature]
+            go_left = xv <= self.threshold
+            if has_nan:
+                go_left |= np.isnan(xv) & self.missing_left
+            step = np.where(go_left, self.left, self.right)
             node = self.roots
             for _ in range(self.depth):
                 node = step[node]
             leaves = self.value[node][None, :]
         else:
-            # Row r's nodes live at r * n_nodes + node in the flattened (m, nodes) matrix.
-            base = (np.arange(m, dtype=np.intp) * n_nodes)[:, None]
-            step = (np.where(go_left, self.left, self.right) + base).ravel()
-            node = self.roots + base
+            # A batch: advance the (rows, trees) matrix of current nodes level by level,
+            # evaluating only the nodes the rows are at (6x faster than every node for
+            # every row on the Bikeshare holdout).
+            flat = x.ravel()  # C order: element (i, f) is flat[i * n_features + f]
+            row = (np.arange(m, dtype=np.intp) * self.n_features)[:, None]
+            node = np.broadcast_to(self.roots, (m, len(self.roots)))
             for _ in range(self.depth):
-                node = step[node]
-            leaves = self.value[node - base]  # (m, n_iter * k)
+                xv = flat[row + self.feature[node]]
+                go_left = xv <= self.threshold[node]
+                if has_nan:
+                    go_left |= np.isnan(xv) & self.missing_left[node]
+                node = np.where(go_left, self.left[node], self.right[node])
+            leaves = self.value[node]  # (m, n_iter * k)
         # _raw_predict: raw = 0 + baseline, then raw[:, k] += tree value, iteration by
         # iteration. np.add.accumulate is a strictly sequential sum (unlike np.sum, which
         # sums pairwise), so prepend the baseline and take the last partial sum: the same
@@ -603,22 +600,30 @@ class Agreement:
 
 
 def check(pipeline, compiled, frame, task: str) -> Agreement:
-    """Compares ``compiled.predict`` with ``pipeline.predict`` on every row of ``frame``."""
+    """Compares ``compiled.predict`` with ``pipeline.predict`` on every row of ``frame``,
+    predicting the frame at once and each row on its own."""
     names = list(pipeline.feature_names_in_)
     x = frame[names]
     columns = columns_of(x, names)
     expected = pipeline.predict(x)
     got = compiled.predict(columns)
     rows = len(x)
-    if got.shape != expected.shape:
+    # A single row takes another code path than a batch (the tree walk differs; serving
+    # predicts one row at a time), so every row is also predicted on its own.
+    singles = [compiled.predict({n: columns[n][i : i + 1] for n in names}) for i in range(rows)]
+    single = np.concatenate(singles) if singles else got[:0]
+    if got.shape != expected.shape or single.shape != expected.shape:
         return Agreement(
             rows, math.inf, math.inf, REL_TOLERANCE, False,
             f"shape {got.shape} != scikit-learn's {expected.shape}",
         )  # fmt: skip
     if task == "regression":
-        dev = np.abs(got.astype(np.float64) - expected)
-        dev[np.isnan(got) != np.isnan(expected)] = math.inf
-        dev[np.isnan(got) & np.isnan(expected)] = 0.0
+        dev = np.maximum(
+            np.abs(got.astype(np.float64) - expected), np.abs(single.astype(np.float64) - expected)
+        )
+        nan = np.isnan(expected)
+        dev[nan] = 0.0
+        dev[(np.isnan(got) | np.isnan(single)) != nan] = math.inf
         scale = np.maximum(1.0, np.abs(expected))
         rel = dev / scale
         worst = float(rel.max()) if rows else 0.0
@@ -635,7 +640,7 @@ def check(pipeline, compiled, frame, task: str) -> Agreement:
             rows, float(dev.max()) if rows else 0.0, max_rel, REL_TOLERANCE, ok, detail
         )
     # classification: identical classes on every row
-    differ = int(np.sum(got != expected))
+    differ = int(np.sum((got != expected) | (single != expected)))
     max_abs = max_rel = 0.0
     if hasattr(pipeline, "predict_proba"):
         p_dev = np.abs(compiled.predict_proba(columns) - pipeline.predict_proba(x))

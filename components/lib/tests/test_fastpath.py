@@ -263,9 +263,10 @@ def test_choose_falls_back_when_the_compiled_path_disagrees(models, data, monkey
     # classification: one flipped class is enough
     clf = models[("classification", "gradient_boosting")]
 
-    def flip_first(self, columns):
+    def flip_first(self, columns):  # batches only: the single-row path stays honest
         out = honest(self, columns).copy()
-        out[0] = 1 - out[0]
+        if len(out) > 1:
+            out[0] = 1 - out[0]
         return out
 
     monkeypatch.setattr(fastpath.CompiledPipeline, "predict", flip_first)
@@ -273,6 +274,15 @@ def test_choose_falls_back_when_the_compiled_path_disagrees(models, data, monkey
     assert not agreement.ok and "1 with a different class" in agreement.detail
     _, report = fastpath.choose(clf, holdout, "classification")
     assert report["path"] == "sklearn"
+
+    # serving predicts one row at a time: a fault only there is caught too
+    def off_when_single(self, columns):
+        out = honest(self, columns)
+        return out + 1e-6 if len(out) == 1 else out
+
+    monkeypatch.setattr(fastpath.CompiledPipeline, "predict", off_when_single)
+    _, report = fastpath.choose(pipeline, holdout, "regression")
+    assert report["path"] == "sklearn" and "600 rows beyond" in report["reason"]
 
 
 def test_choose_falls_back_when_the_compiled_path_raises(models, data, monkeypatch):
