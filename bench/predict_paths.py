@@ -69,7 +69,7 @@ NOTES = """Notes (from the runs of 2026-11-26, a shared 2-core machine, load ave
 - onnx_float64: skl2onnx 1.20 emits a TreeEnsembleRegressor whose output type does not
   match a double input; onnxruntime 1.32 refuses the model.
 - treelite_gtil: agrees within the tolerance (max 4e-13 abs), not bit-identical (it likely sums
-  the trees in another order, probably; not investigated).
+  the trees in another order; not investigated).
 - tl2cgen 1.0.0 builds against treelite 4.1.2 while the venv has treelite 4.8.1 (it warns
   so); its compiled library disagrees (up to 38.9 bikers on 8% of rows). Not investigated.
 """
