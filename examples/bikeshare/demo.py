@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import json
 import logging
+import shutil
 import sys
 import time
 import warnings
@@ -128,7 +129,10 @@ MODEL_NAME = "bikeshare"
 
 def start_registry(root: Path, store):
     """A real MLflow tracking server on loopback: sqlite store under the pipeline root,
-    artifacts on the demo's S3 endpoint (as MinIO on a cluster)."""
+    artifacts on the demo's S3 endpoint (as MinIO on a cluster). Both start empty on every
+    demo: the object store lives in memory, so a registry kept from an earlier demo would
+    name artifacts that are gone."""
+    shutil.rmtree(root / "mlflow", ignore_errors=True)
     server = local_mlflow.start(
         root / "mlflow",
         store.endpoint,
@@ -166,6 +170,116 @@ def print_judgement(run_dir: Path, tracking_uri: str) -> None:
         )
     print("demo: registry:")
     print("\n".join(registry_state(tracking_uri)))
+
+
+SERVED_ROWS = 200  # requests sent to the champion: October 2011 hours, one row each
+CAPTURE = f"s3://{BUCKET}/capture"
+
+
+def serve_champion(tracking_uri: str, artifacts_destination: str, store) -> None:
+    """The champion in the serving image, as KServe would run it, with real requests.
+
+    The container gets the ServingRuntime's arguments plus the version and the registry to
+    verify it against; it fetches the version from the object store, checks its manifest
+    against the registry's record, and captures every request to ``CAPTURE``. The demo sends
+    it one-row V2 requests for hours it never trained on (their event time set), one bad
+    request, and shows the answers, the server's metrics and the captured rows.
+    """
+    import io
+    import statistics
+
+    import pandas as pd
+    import pyarrow.parquet as pq
+    import requests
+
+    from components.lib.registry import Registry
+    from pipelines import local_serving
+
+    champion = Registry(tracking_uri).champion(MODEL_NAME)
+    if champion is None:
+        print("demo: no champion to serve")
+        return
+    uri = local_serving.model_uri(champion.source, artifacts_destination)
+    print(f"\ndemo: serving the champion, {MODEL_NAME} version {champion.version}, from {uri}")
+    began = time.monotonic()
+    server = local_serving.start(
+        MODEL_NAME,
+        [f"--model_dir={uri}", f"--registry_uri={tracking_uri}",
+         f"--model_version={champion.version}", f"--capture_uri={CAPTURE}",
+         "--capture_flush_seconds=1"],
+        {"S3_ENDPOINT": store.endpoint, **DEMO_CREDENTIALS},
+        progress=lambda line: print(f"demo:   {line}"),
+    )  # fmt: skip
+    try:
+        ready_line = next(
+            (ln for ln in server.logs().splitlines() if "ready in" in ln), "ready"
+        ).split("loopline.serving ", 1)[-1]
+        print(f"demo:   {ready_line} ({time.monotonic() - began:.1f} s with the container)")
+        data = pd.read_csv(SNAPSHOT)
+        rows = data[data["mnth"] == "Oct"].head(SERVED_ROWS).reset_index(drop=True)
+        # The model's inputs as the server describes them (V2 model metadata).
+        meta = requests.get(f"{server.url}/v2/models/{MODEL_NAME}", timeout=5).json()["inputs"]
+        session = requests.Session()
+        latencies, predictions = [], []
+        for i, row in rows.iterrows():
+            event = pd.Timestamp("2011-01-01", tz="UTC") + pd.Timedelta(
+                days=int(row["day"]) - 1, hours=int(row["hr"])
+            )
+            body = {
+                "id": f"demo-{i}",
+                "parameters": {"event_time": event.isoformat()},
+                "inputs": [
+                    {"name": m["name"], "shape": [1], "datatype": m["datatype"],
+                     "data": [row[m["name"]].item() if hasattr(row[m["name"]], "item") else row[m["name"]]]}
+                    for m in meta
+                ],
+            }  # fmt: skip
+            sent = time.perf_counter()
+            answer = session.post(
+                f"{server.url}/v2/models/{MODEL_NAME}/infer", json=body, timeout=10
+            )
+            latencies.append(time.perf_counter() - sent)
+            answer.raise_for_status()
+            predictions.append(answer.json()["outputs"][0]["data"][0])
+        error = (pd.Series(predictions) - rows["bikers"]).pow(2).mean() ** 0.5
+        print(
+            f"demo:   {len(rows)} one-row V2 requests (October 2011, never trained on): "
+            f"median {statistics.median(latencies) * 1000:.1f} ms per request from Python, "
+            f"RMSE {error:.1f} against the real counts"
+        )
+        for i in range(3):
+            print(
+                f"demo:     request demo-{i} (day {rows.loc[i, 'day']}, {rows.loc[i, 'hr']}h): "
+                f"predicted {predictions[i]:.0f}, actual {rows.loc[i, 'bikers']}"
+            )
+        bad = json.loads(json.dumps(body))
+        bad["inputs"][[m["name"] for m in meta].index("hr")]["data"] = [31]
+        answer = session.post(f"{server.url}/v2/models/{MODEL_NAME}/infer", json=bad, timeout=10)
+        print(
+            f"demo:   a bad request (hr = 31): HTTP {answer.status_code} {answer.json()['error']}"
+        )
+        deadline = time.monotonic() + 30
+        captured = []
+        client = store.client()
+        while time.monotonic() < deadline and len(captured) < len(rows):
+            captured = []
+            for obj in client.list_objects(BUCKET, prefix="capture/", recursive=True):
+                blob = client.get_object(BUCKET, obj.object_name).read()
+                captured += [
+                    (obj.object_name, r["request_id"])
+                    for r in pq.read_table(io.BytesIO(blob)).to_pylist()
+                ]
+            time.sleep(0.5)
+        hours = sorted({name.split("/hour=")[1].split("/")[0] for name, _ in captured})
+        print(
+            f"demo:   captured {len(captured)} rows to {CAPTURE} in {len(hours)} hour partitions "
+            f"by event time ({hours[0] if hours else '-'} .. {hours[-1] if hours else '-'})"
+        )
+        metrics = requests.get(f"{server.url}/metrics", timeout=5).text.splitlines()
+        shown = [ln for ln in metrics if ln.startswith(("loopline_requests_total{", "loopline_request_errors_total{", "loopline_model_info{"))]  # fmt: skip
+        print("demo:   metrics (/metrics):\n" + "\n".join(f"demo:     {ln}" for ln in shown))
+    finally:
+        server.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,6 +339,11 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             print_judgement(local_run.latest_run(root, "loopline-training"), server.url)
         run_dir = local_run.latest_run(root, "loopline-training")
+        try:
+            serve_champion(server.url, server.artifacts_destination, store)
+        except RuntimeError as exc:
+            print(f"demo: FAILED serving the champion: {exc}")
+            return 1
         print_artifacts(run_dir)
         print(
             f"demo: finished in {time.monotonic() - started:.1f} s; task logs in {run_dir / 'logs'}. "
