@@ -94,6 +94,10 @@ def build_parser(parent: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def main() -> None:
+    # One thread per worker for scikit-learn's and numpy's native code (set before they load):
+    # a one-row predict on OpenMP's thread pool was 10x slower here (bench/serving.py), and
+    # the server scales by workers and replicas, not threads.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     import kserve
     from kserve import model_server
 
