@@ -26,6 +26,7 @@ from components.data_gate.component import data_gate
 from components.evaluate.component import decision_relay, evaluate
 from components.find_champion.component import find_champion
 from components.ingest.component import ingest
+from components.push.component import push
 from components.register.component import register
 from components.train.component import train
 from components.transform.component import transform
@@ -49,6 +50,7 @@ TARGETS = [
     (evaluate, "components/evaluate/component.yaml"),
     (decision_relay, "components/evaluate/decision_relay.yaml"),
     (register, "components/register/component.yaml"),
+    (push, "components/push/component.yaml"),
     (training_pipeline, "pipelines/training/pipeline.yaml"),
 ]
 

@@ -700,3 +700,71 @@ def test_the_kserve_schema_check_catches_a_misspelt_field():
     runtime["spec"]["protocolVersion"] = ["v2"]  # misspelt: protocolVersions
     with pytest.raises(jsonschema.ValidationError, match="protocolVersion"):
         schemas.validate_kserve(runtime)
+
+
+# --- serving: the InferenceServices push creates (components/lib/inferenceservice.py) ------
+
+
+def test_the_serving_account_carries_the_storage_initializers_secret():
+    from components.lib import inferenceservice
+
+    docs = render(SERVING)
+    account = by_kind_and_name(docs)[("ServiceAccount", inferenceservice.SERVICE_ACCOUNT)]
+    kubernetes_validate.validate(account, KUBERNETES_VERSION, strict=True)
+    assert account["secrets"] == [{"name": "loopline-models-s3"}]
+    assert account["automountServiceAccountToken"] is False
+    # and it is in the namespace the kubeflow-user overlay deploys to
+    assert ("ServiceAccount", "loopline-serving") in by_kind_and_name(render(KUBEFLOW_USER))
+
+
+def test_the_models_secret_template_is_kserves_s3_format_and_not_applied_by_kustomize():
+    template = SERVING / "models-s3-secret.template.yaml"
+    [secret] = [d for d in yaml.safe_load_all(template.read_text()) if d]
+    kubernetes_validate.validate(secret, KUBERNETES_VERSION, strict=True)
+    assert secret["metadata"]["name"] == "loopline-models-s3"
+    # KServe's default key names (inferenceservice-config credentials.s3.*)
+    assert set(secret["stringData"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert all(v.startswith("REPLACE-") for v in secret["stringData"].values())
+    annotations = secret["metadata"]["annotations"]
+    assert set(annotations) == {
+        "serving.kserve.io/s3-endpoint",
+        "serving.kserve.io/s3-usehttps",
+        "serving.kserve.io/s3-region",
+    }
+    assert f"http://{annotations['serving.kserve.io/s3-endpoint']}" == KUBEFLOW_OBJECT_STORE
+    kustomization = yaml.safe_load((SERVING / "kustomization.yaml").read_text())
+    assert template.name not in kustomization.get("resources", [])
+    assert not [d for d in render(SERVING) if d["kind"] == "Secret"]
+
+
+def test_inferenceservices_select_the_shipped_runtime_account_and_model_format():
+    from components.lib import inferenceservice
+    from components.lib.deployment import ModelRef
+
+    docs = by_kind_and_name(render(KUBEFLOW_USER))
+    runtime = docs[("ServingRuntime", inferenceservice.RUNTIME)]
+    assert ("ServiceAccount", inferenceservice.SERVICE_ACCOUNT) in docs
+    formats = {f["name"] for f in runtime["spec"]["supportedModelFormats"]}
+    assert inferenceservice.MODEL_FORMAT in formats
+    (server,) = runtime["spec"]["containers"]
+    assert server["name"] == inferenceservice.CONTAINER
+    ref = ModelRef(
+        "bikeshare", "3", "s3://loopline-models/models/bikeshare/" + "a" * 64 + "/", "a" * 64
+    )
+    for mode in ("knative", "standard"):
+        obj = inferenceservice.build(ref, "kubeflow-user-example-com", mode)
+        schemas.validate_kserve(obj)
+        assert obj["spec"]["predictor"]["serviceAccountName"] == "loopline-serving"
+        assert obj["spec"]["predictor"]["model"]["runtime"] == runtime["metadata"]["name"]
+
+
+def test_the_runner_role_may_drive_a_rollout_and_its_shadow():
+    role = by_kind_and_name(render(KUBEFLOW_USER))[("Role", "loopline-pipeline-runner")]
+    rules = {
+        (g, r): set(rule["verbs"])
+        for rule in role["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+    }
+    assert {"get", "create", "patch", "delete"} <= rules[("serving.kserve.io", "inferenceservices")]
+    assert {"get", "create", "delete"} <= rules[("networking.istio.io", "virtualservices")]

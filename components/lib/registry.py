@@ -115,6 +115,8 @@ LINEAGE_TAG = "loopline.lineage"  # canonical JSON: the lineage exactly as regis
 LINEAGE_PREFIX = "lineage."  # one readable tag per lineage key, for the MLflow UI and search
 STATISTICS_TAG = "loopline.statistics_uri"
 MANIFEST_TAG = "loopline.manifest_sha256"
+# Where push put the version's content-addressed copy for serving (s3://.../<manifest sha256>/).
+SERVING_URI_TAG = "loopline.serving_uri"
 REGISTERED_BY_TAG = "loopline.registered_by"
 HISTORY_PREFIX = "loopline.history."
 LOCK_SUFFIX = ".lock"
@@ -178,6 +180,7 @@ class Version:
     source: str = ""  # where MLflow keeps its files (mlflow-artifacts:/...)
     run_id: str = ""
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    serving_uri: str = ""  # push's copy for the storage initializer, "" before a push
 
 
 @dataclass(frozen=True)
@@ -445,6 +448,7 @@ class Registry:
             source=mv.source or "",
             run_id=mv.run_id or "",
             aliases=tuple(sorted(a for a, v in aliases.items() if str(v) == version)),
+            serving_uri=tags.get(SERVING_URI_TAG, ""),
         )
 
     def get(self, name: str, version: str | int) -> Version:
@@ -549,6 +553,26 @@ class Registry:
         if verify:
             artifacts.verify_mlflow_model(path, found.manifest_sha256)
         return path
+
+    def set_serving_uri(self, name: str, version: str | int, uri: str) -> Version:
+        """Records where ``push`` copied the version for serving (version tag
+        :data:`SERVING_URI_TAG`). Not a state change: the state machine and the history are
+        untouched, so no lock is taken; the tag is only ever rewritten with the same
+        content-addressed URI.
+
+        Raises:
+            NotFound: No such model or version.
+            RegistryError: ``uri`` is not an ``s3://`` URI.
+        """
+        if not uri.startswith("s3://"):
+            raise RegistryError(
+                f"model {name!r} version {version}: serving URI {uri!r} is not s3://"
+            )
+        found = self.get(name, version)
+        if found.serving_uri != uri:
+            self.client.set_model_version_tag(name, found.version, SERVING_URI_TAG, uri)
+            log.info("model %s version %s: serving URI %s", name, found.version, uri)
+        return self.get(name, version)
 
     def load_model(self, name: str, version: str | int, dest: str, *, policy: str = "refuse"):
         """Downloads a version and loads its scikit-learn model, verified

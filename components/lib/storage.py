@@ -169,3 +169,71 @@ def fetch(
             f"{what} {uri!r}: cannot read from {host}: {exc.code}: {exc.message}"
         ) from exc
     return dest
+
+
+def upload_folder(
+    folder: str,
+    uri: str,
+    endpoint: str,
+    secure: bool = False,
+    *,
+    last: str | None = None,
+    what: str = "uri",
+) -> list[str]:
+    """Uploads every file under ``folder`` to the prefix ``uri``; returns the object names.
+
+    ``last`` (a file name relative to ``folder``) is uploaded after every other file, so
+    that its presence marks a complete copy (push puts the model's manifest last).
+
+    Raises:
+        StorageError: No credentials, a symlink in ``folder``, or any S3 error; the message
+            names ``uri``.
+    """
+    from minio.error import S3Error
+
+    bucket, key = _bucket_key(uri, what)
+    client = _client(uri, endpoint, secure, what)
+    prefix = key.rstrip("/") + "/"
+    files = []
+    for root, dirs, names in os.walk(folder):
+        dirs.sort()
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            if os.path.islink(path):
+                raise StorageError(f"{what} {uri!r}: {path} is a symlink; refusing to upload it")
+            files.append(os.path.relpath(path, folder).replace(os.sep, "/"))
+    if last is not None:
+        if last not in files:
+            raise StorageError(f"{what} {uri!r}: {last} is not in {folder}")
+        files = [f for f in files if f != last] + [last]
+    try:
+        for rel in files:
+            client.fput_object(bucket, prefix + rel, os.path.join(folder, rel))
+    except S3Error as exc:
+        raise StorageError(
+            f"{what} {uri!r}: cannot write to {endpoint}: {exc.code}: {exc.message}"
+        ) from exc
+    return [prefix + rel for rel in files]
+
+
+def read_object(uri: str, endpoint: str, secure: bool = False, what: str = "uri") -> bytes | None:
+    """The bytes of one object, or None when it (or its bucket) does not exist.
+
+    Raises:
+        StorageError: No credentials, or any other S3 error.
+    """
+    from minio.error import S3Error
+
+    bucket, key = _bucket_key(uri, what)
+    client = _client(uri, endpoint, secure, what)
+    try:
+        response = client.get_object(bucket, key)
+    except S3Error as exc:
+        if exc.code in ("NoSuchKey", "NoSuchBucket"):
+            return None
+        raise StorageError(f"{what} {uri!r}: cannot read from {endpoint}: {exc.code}") from exc
+    try:
+        return response.read()
+    finally:
+        response.close()
+        response.release_conn()
