@@ -6,6 +6,7 @@ run in order (each starts from the state the previous one left)."""
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -17,7 +18,7 @@ import requests
 
 from components.lib.deployment import ModelRef
 from components.serving.tests.test_server import MODEL, v2_body
-from pipelines.local_rollout import LocalDeployment
+from pipelines.local_rollout import LocalDeployment, _alive
 from tests import serving
 
 pytestmark = [pytest.mark.docker, pytest.mark.serving]
@@ -231,7 +232,7 @@ def test_the_tagged_routes_reach_one_version_each(deployment, body):
     assert versions_of(send(deployment.stable_url(), body, 30)) == {"1": 30}
 
 
-def test_a_second_deployment_on_the_same_folder_resumes_the_same_state(deployment):
+def test_a_second_deployment_on_the_same_folder_resumes_the_same_state(deployment, body):
     deployment.annotate({"loopline.io/rollout-step": "shadow"})
     resumed = LocalDeployment(deployment.workdir, code_dir=ROOT)
     assert resumed.get() == deployment.get()
@@ -243,6 +244,18 @@ def test_a_second_deployment_on_the_same_folder_resumes_the_same_state(deploymen
     assert resumed.get().annotations == {"loopline.io/rollout-step": "shadow"}
     deployment.annotate({"loopline.io/rollout-step": ""})
     assert LocalDeployment(deployment.workdir).get().annotations == {}
+    # What is missing is started again: nginx stopped, a resumed deployment brings it back.
+    subprocess.run(deployment._nginx_cmd("-s", "stop"), check=True)
+    deadline = time.monotonic() + 10
+    while (
+        _alive(deployment._nginx_pid(), "nginx") or (deployment._nginx_dir / "nginx.pid").exists()
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert "nginx is not running" in deployment.get().detail
+    again = LocalDeployment(deployment.workdir, code_dir=ROOT)
+    assert again.wait_ready(10).ready and again.url == deployment.url
+    assert versions_of(send(deployment.url, body, 20)) == {"1": 20}  # mirror on: stable answers
 
 
 def test_promote_moves_everything_to_the_candidate_and_stops_the_old_version(
@@ -301,7 +314,7 @@ def test_a_faulty_candidate_shows_5xx_for_its_version_only_and_rolls_back(
 
 
 def test_close_stops_everything(deployment, docker_engine):
-    from pipelines.local_rollout import LABEL, _alive
+    from pipelines.local_rollout import LABEL
 
     nginx, prometheus = deployment._nginx_pid(), deployment.state["prometheus_pid"]
     deployment.close()
