@@ -9,6 +9,7 @@ registry version's artifact location to the ``s3://`` prefix the server fetches.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -60,8 +61,18 @@ def start(
     image: str = _images.SERVING_IMAGE,
     timeout: float = 120.0,
     progress: Callable[[str], None] = lambda line: None,
+    name: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    volumes: Mapping[str, tuple[str, str]] | None = None,
 ) -> LocalModelServer:
     """Starts the server container and waits until the model is ready (or not-ready for good).
+
+    Args:
+        args: After the ServingRuntime's: the version's (``--model_dir``, ``--model_version``,
+            ``--manifest_sha256``), local overrides, test-only ``--fault_*`` flags.
+        name: The container's name (one with that name already there is removed first).
+        labels: Container labels (how :mod:`pipelines.local_rollout` finds its containers).
+        volumes: Host path -> (path in the container, ``"ro"`` or ``"rw"``).
 
     Raises:
         RuntimeError: The container exited, or the model did not become ready in ``timeout``
@@ -72,12 +83,20 @@ def start(
 
     port = free_port()
     client = docker.from_env()
+    if name:
+        with contextlib.suppress(docker.errors.NotFound):
+            client.containers.get(name).remove(force=True)
     container = client.containers.run(
         image,
         [*runtime_args(model_name), *args, f"--http_port={port}"],
         detach=True,
         network_mode="host",
         environment=dict(environment),
+        name=name,
+        labels=dict(labels or {}),
+        volumes={
+            host: {"bind": bind, "mode": mode} for host, (bind, mode) in (volumes or {}).items()
+        },
     )
     server = LocalModelServer(container, f"http://127.0.0.1:{port}", model_name)
     began = time.monotonic()

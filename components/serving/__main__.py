@@ -90,6 +90,27 @@ def build_parser(parent: argparse.ArgumentParser) -> argparse.ArgumentParser:
         default=(),
         help="columns captured as salted sha256 (salt: $LOOPLINE_CAPTURE_SALT)",
     )
+    # Fault injection: for tests and demos only (a rollout test makes a challenger bad with
+    # them); off by default, and no manifest sets them.
+    faults = parser.add_argument_group("fault injection (tests and demos only)")
+    faults.add_argument(
+        "--fault_error_rate",
+        type=float,
+        default=0.0,
+        help="TESTS ONLY: this share (0..1) of inference requests is answered 500 (kind internal)",
+    )
+    faults.add_argument(
+        "--fault_latency_ms",
+        type=float,
+        default=0.0,
+        help="TESTS ONLY: milliseconds added to every inference request (not blocking others)",
+    )
+    faults.add_argument(
+        "--fault_prediction_shift",
+        type=float,
+        default=0.0,
+        help="TESTS ONLY: added to every regression prediction",
+    )
     return parser
 
 
@@ -103,7 +124,7 @@ def main() -> None:
 
     from components.lib import logs
 
-    from .model import LooplineModel, Options, ReadyDataPlane
+    from .model import Faults, LooplineModel, Options, ReadyDataPlane
 
     # KServe configures its own loggers; ours get one handler, not the root's.
     handler = logging.StreamHandler()
@@ -131,6 +152,11 @@ def main() -> None:
         capture_drop=args.capture_drop,
         capture_hash=args.capture_hash,
         capture_hash_salt=os.environ.get("LOOPLINE_CAPTURE_SALT", ""),
+        faults=Faults(
+            error_rate=args.fault_error_rate,
+            latency_ms=args.fault_latency_ms,
+            prediction_shift=args.fault_prediction_shift,
+        ),
     )
     model = LooplineModel(args.model_name, options)
     model.load()

@@ -10,10 +10,12 @@ every server process (the model calls it when it is created or unpickled in a wo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 import orjson
+from kserve.errors import InferenceError
 
 from . import metrics
 from .validation import RequestError
@@ -25,6 +27,8 @@ ERROR_HEADER = "x-loopline-error"
 LABELS = {"model": "", "version": ""}
 # Model name -> the model, for the V2 JSON fast lane.
 MODELS: dict = {}
+# --fault_latency_ms (tests and demos only), seconds added to every inference request.
+FAULT_LATENCY_S = 0.0
 _installed = False
 
 
@@ -66,6 +70,9 @@ class Guard:
                 await _refuse(send, int(value), limit)
                 _record(protocol, 413, "too_large", began)
                 return
+
+        if FAULT_LATENCY_S:  # fault injection: the event loop serves others meanwhile
+            await asyncio.sleep(FAULT_LATENCY_S)
 
         async def limited_receive():
             message = await receive()
@@ -131,6 +138,9 @@ class Guard:
         except _NotReady as exc:
             status, body = 503, orjson.dumps({"error": str(exc)})
             state["kind"] = "not_ready"
+        except InferenceError as exc:  # the model failed (logged where it failed) or a fault
+            status, body = 500, orjson.dumps({"error": str(exc)})
+            state["kind"] = "internal"
         except Exception as exc:  # never take the server down: a 500 naming the cause
             log.exception("inference failed")
             status, body = 500, orjson.dumps({"error": f"{type(exc).__name__}: {exc}"})

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import random
 import tempfile
 import time
 import uuid
@@ -33,6 +34,26 @@ from . import app, loading, metrics, validation
 from .validation import RequestError
 
 log = logging.getLogger("loopline.serving")
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Fault injection, for tests and demos only (``--fault_*``; off by default, and no manifest
+    sets them): a rollout test makes a challenger bad with them."""
+
+    error_rate: float = 0.0  # this share of inference requests: 500, kind internal
+    latency_ms: float = 0.0  # added to every inference request (app.Guard, without blocking)
+    prediction_shift: float = 0.0  # added to every regression prediction
+
+    def __post_init__(self):
+        if not 0.0 <= self.error_rate <= 1.0:
+            raise ValueError(f"--fault_error_rate {self.error_rate} is not in [0, 1]")
+        if self.latency_ms < 0:
+            raise ValueError(f"--fault_latency_ms {self.latency_ms} is negative")
+
+    @property
+    def active(self) -> bool:
+        return bool(self.error_rate or self.latency_ms or self.prediction_shift)
 
 
 @dataclass
@@ -55,6 +76,7 @@ class Options:
     capture_drop: tuple[str, ...] = ()
     capture_hash: tuple[str, ...] = ()
     capture_hash_salt: str = field(default="", repr=False)
+    faults: Faults = field(default_factory=Faults)
 
 
 class LooplineModel(kserve.Model):
@@ -68,7 +90,10 @@ class LooplineModel(kserve.Model):
         self.failure = ""
         self._capture = None
         self._capture_pid = None
+        self._fault_random = random.Random()
         app.install(options.max_body_bytes)
+        if options.faults.active:
+            log.warning("FAULT INJECTION ON (tests and demos only): %s", options.faults)
 
     # KServe pickles the model into each worker process (workers > 1): the capture (a thread)
     # is made again in the process that serves.
@@ -86,6 +111,7 @@ class LooplineModel(kserve.Model):
     def _labels(self) -> None:
         app.LABELS.update(model=self.name, version=self.version)
         app.MODELS[self.name] = self
+        app.FAULT_LATENCY_S = self.options.faults.latency_ms / 1000.0
 
     # ------------------------------------------------------------------ load
 
@@ -330,6 +356,11 @@ class LooplineModel(kserve.Model):
             rows.event_times = [
                 validation.parse_event_time("header x-event-time", event_header)
             ] * rows.n
+        faults = self.options.faults
+        if faults.error_rate and self._fault_random.random() < faults.error_rate:
+            raise InferenceError(
+                f"fault injected (--fault_error_rate {faults.error_rate}); request id {request_id}"
+            )
         try:
             predicted = np.asarray(self.predictor.predict(rows.columns))
         except Exception as exc:
@@ -337,6 +368,8 @@ class LooplineModel(kserve.Model):
             raise InferenceError(
                 f"the model failed on this request ({type(exc).__name__}); request id {request_id}"
             ) from exc
+        if faults.prediction_shift and self.loaded.task == "regression":
+            predicted = predicted + faults.prediction_shift
         ids = rows.request_ids or (
             [request_id] if rows.n == 1 else [f"{request_id}-{i}" for i in range(rows.n)]
         )
