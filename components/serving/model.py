@@ -170,6 +170,14 @@ class LooplineModel(kserve.Model):
             self.name, self.version, self.path_report["path"], self.loaded.manifest_sha256
         ).set(1)
         metrics.MODEL_READY.labels(self.name, self.version).set(1)
+        # The series a rollout's gates read exist from the start, at 0: a version that has
+        # served nothing yet answers "0 requests", not "no data" (rate() needs two samples).
+        for protocol in ("v1", "v2"):
+            metrics.REQUESTS.labels(self.name, self.version, protocol, "200")
+            metrics.REQUESTS.labels(self.name, self.version, protocol, "500")
+            metrics.LATENCY.labels(self.name, self.version, protocol)
+        metrics.ERRORS.labels(self.name, self.version, "internal")
+        metrics.ROWS.labels(self.name, self.version)
         # Everything loaded so far lives as long as the process: keep it out of the garbage
         # collector's scans (a full collection over the model's objects is a latency spike).
         gc.collect()
