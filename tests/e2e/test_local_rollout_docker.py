@@ -298,13 +298,14 @@ def test_a_faulty_candidate_shows_5xx_for_its_version_only_and_rolls_back(
         f'sum by (version) (rate(loopline_requests_total{{model="{MODEL}",code=~"5.."}}[30s]))',
         lambda r: r.get("3", 0) > 0,
     )
-    assert set(errors) == {"3"}, errors
+    # Every version has the 5xx series from load, at 0; only the faulty one rises.
+    assert {v for v, rate in errors.items() if rate > 0} == {"3"}, errors
     kinds = wait_promql(
         deployment,
         f'sum by (version, kind) (loopline_request_errors_total{{model="{MODEL}"}})',
         lambda r: r.get("3") == seen[500],
     )
-    assert kinds == {"3": seen[500]}, kinds
+    assert {v: n for v, n in kinds.items() if n} == {"3": seen[500]}, kinds
     deployment.rollback()
     traffic = deployment.wait_ready(30)
     assert traffic.stable == v2 and traffic.candidate is None and traffic.candidate_percent == 0

@@ -84,11 +84,14 @@ def test_the_image_serves_a_registered_version_and_captures_every_request(
     model_uri = version.source.replace("mlflow-artifacts:", mlflow_server.artifacts_destination)
     assert model_uri.startswith("s3://")
 
-    s3_client.make_bucket("loopline-capture")
+    if not s3_client.bucket_exists("loopline-capture"):
+        s3_client.make_bucket("loopline-capture")
+    prefix = f"predictions-{uuid.uuid4().hex[:8]}"  # the session's endpoint is shared
     port = free_port()
     args = runtime_args(name) + [
         f"--http_port={port}", f"--registry_uri={tracking_uri}", f"--model_version={version.version}",
         f"--model_dir={model_uri}", "--capture_flush_seconds=0.3",
+        f"--capture_uri=s3://loopline-capture/{prefix}",
     ]  # fmt: skip
     env = {"S3_ENDPOINT": s3_store.endpoint, **s3_store.credentials}
     container = run_container(docker_engine, args, env)
@@ -132,12 +135,12 @@ def test_the_image_serves_a_registered_version_and_captures_every_request(
         while time.monotonic() < deadline and len(captured) < len(sent):
             captured = []
             for obj in s3_client.list_objects(
-                "loopline-capture", prefix="predictions/", recursive=True
+                "loopline-capture", prefix=f"{prefix}/", recursive=True
             ):
                 data = s3_client.get_object("loopline-capture", obj.object_name).read()
                 captured += [r["request_id"] for r in pq.read_table(io.BytesIO(data)).to_pylist()]
             time.sleep(0.3)
-        assert sorted(captured) == sorted(sent)
+        assert sorted(captured) == sorted(sent), container.logs().decode()[-3000:]
     finally:
         container.remove(force=True)
 
