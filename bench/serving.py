@@ -461,6 +461,21 @@ def ensure_mlserver_venv(venv: Path) -> Path:
     """The MLServer env from bench/requirements-mlserver.txt; made when missing."""
     python = venv / "bin" / "python"
     if python.exists():
+        frozen = subprocess.run(
+            [str(python), "-m", "pip", "freeze"], capture_output=True, text=True
+        ).stdout.split()
+        wanted = [
+            line.strip()
+            for line in MLSERVER_LOCK.read_text().splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
+        if sorted(frozen) == sorted(wanted):
+            return python
+        print(f"MLServer env {venv} differs from {MLSERVER_LOCK}: syncing it ...", flush=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "-r", str(MLSERVER_LOCK)], check=True
+        )
+        subprocess.run([str(python), "-m", "pip", "check"], check=True)
         return python
     print(f"MLServer env {venv} missing: creating it from {MLSERVER_LOCK} ...", flush=True)
     base = shutil.which("python3.11") or shutil.which("python3") or "python3"
