@@ -11,6 +11,7 @@ VENV         ?= .venv
 TFDV_VENV    := .venv-tfdv
 TUNER_VENV   := .venv-tuner
 MLFLOW_VENV  := .venv-mlflow
+SERVING_VENV := .venv-serving
 VERSION      := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' components/_version.py)
 REVISION     := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 REGISTRY     ?= loopline
@@ -20,7 +21,7 @@ BASE_IMAGE   ?= python:3.11-slim-bookworm
 LOCAL_BASE   ?= loopline/base:py3.11-bookworm
 # Extra CA certificates for pip inside image builds (a TLS-intercepting proxy, say).
 EXTRA_CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
-IMAGES       := pipeline tfdv tuner mlflow
+IMAGES       := pipeline tfdv tuner mlflow serving
 PIPELINE_ROOT ?= $(CURDIR)/.build/pipeline_root
 PYTEST_ARGS  ?=
 
@@ -43,7 +44,8 @@ $(STAMP)/venv: images/pipeline/requirements.txt tests/requirements.txt pyproject
 	@touch $@
 
 # A side env for each image that cannot share the main env (tfdv: TFDV needs protobuf < 5;
-# tuner: the Katib SDK; mlflow: the tracking server, which needs pyarrow < 26): the image's
+# tuner: the Katib SDK; mlflow: the tracking server, which needs pyarrow < 26; serving: the
+# model server, kserve 0.21 needs pandas < 3): the image's
 # lock plus pytest. TFDV takes ~3 minutes the first time.
 $(STAMP)/venv-%: images/%/requirements.txt
 	@mkdir -p $(STAMP)
@@ -53,7 +55,7 @@ $(STAMP)/venv-%: images/%/requirements.txt
 	@touch $@
 
 .PHONY: setup
-setup: $(STAMP)/venv $(STAMP)/venv-tfdv $(STAMP)/venv-tuner $(STAMP)/venv-mlflow ## Create the dev virtualenvs (main env; TFDV env; tuner env; MLflow server env) from the locked requirements
+setup: $(STAMP)/venv $(STAMP)/venv-tfdv $(STAMP)/venv-tuner $(STAMP)/venv-mlflow $(STAMP)/venv-serving ## Create the dev virtualenvs (main env; TFDV env; tuner env; MLflow server env; model server env) from the locked requirements
 
 .PHONY: lock
 lock: ## Re-resolve the requirement locks from the requirements.in files (slow; needs PyPI; LOCK="pipeline mlflow" for some)
@@ -113,10 +115,10 @@ test: setup images lint ## Run every test: unit, kfp.local SubprocessRunner, Doc
 	TF_CPP_MIN_LOG_LEVEL=3 $(TFDV_VENV)/bin/python -m pytest -p no:cacheprovider -W ignore $(TFDV_TESTS) $(PYTEST_ARGS)
 
 .PHONY: demo
-demo: $(STAMP)/venv $(STAMP)/venv-mlflow images ## The whole loop locally on the Bikeshare data, every task in its container
+demo: $(STAMP)/venv $(STAMP)/venv-mlflow $(STAMP)/venv-serving images ## The whole loop locally on the Bikeshare data, every task in its container
 	$(BIN)/python examples/bikeshare/demo.py --pipeline-root $(PIPELINE_ROOT)
 
 .PHONY: clean
 clean: ## Remove venvs, build outputs and local pipeline runs (images stay; `docker rmi` them)
-	rm -rf $(VENV) $(TFDV_VENV) $(TUNER_VENV) $(MLFLOW_VENV) .build .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TFDV_VENV) $(TUNER_VENV) $(MLFLOW_VENV) $(SERVING_VENV) .build .pytest_cache .ruff_cache
 	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -15,8 +15,9 @@ DEFAULT_REGISTRY = "loopline"
 # The images pipeline tasks run in (the compiled YAMLs name them).
 FAMILIES = ("pipeline", "tfdv", "tuner")
 # Images of services beside the pipelines, built and pushed the same way: the MLflow tracking
-# server (the model registry's server; manifests/ deploy it on a cluster).
-SERVICES = ("mlflow",)
+# server (the model registry's server; manifests/ deploy it on a cluster) and the model server
+# (components/serving; the ServingRuntime in manifests/serving names it).
+SERVICES = ("mlflow", "serving")
 
 
 def image(family: str, registry: str = DEFAULT_REGISTRY, version: str = __version__) -> str:
@@ -55,3 +56,4 @@ PIPELINE_IMAGE = image("pipeline")
 TFDV_IMAGE = image("tfdv")
 TUNER_IMAGE = image("tuner")
 MLFLOW_IMAGE = image("mlflow")
+SERVING_IMAGE = image("serving")

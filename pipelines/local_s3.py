@@ -46,20 +46,24 @@ class LocalObjectStore:
         self.server.stop()
 
 
-def start(credentials: Mapping[str, str], host: str = "127.0.0.1") -> LocalObjectStore:
-    """Starts moto's S3 server on a free port of ``host``.
+def start(
+    credentials: Mapping[str, str], host: str = "127.0.0.1", port: int | None = None
+) -> LocalObjectStore:
+    """Starts moto's S3 server on a free port of ``host`` (or on ``port``).
 
     Args:
         credentials: ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY`` that clients will
             use (moto accepts any; the caller puts them where its clients read them).
         host: The address to listen on (loopback: nothing outside this machine reaches it).
+        port: A fixed port, e.g. to start a server again where a stopped one listened (the
+            servers of one process share moto's in-memory buckets).
     """
     from moto.server import ThreadedMotoServer
 
     missing = [k for k in (ACCESS_KEY_ENV, SECRET_KEY_ENV) if not credentials.get(k)]
     if missing:
         raise ValueError(f"credentials lack {', '.join(missing)}")
-    port = free_port(host)
+    port = port or free_port(host)
     server = ThreadedMotoServer(ip_address=host, port=port)
     server.start()
     return LocalObjectStore(server, f"{host}:{port}", dict(credentials))

@@ -549,3 +549,87 @@ def test_validator_rejects_a_broken_role():
     role["rules"] = [{"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"]}]
     with pytest.raises(kubernetes_validate.ValidationError, match="'verbs' is a required property"):
         kubernetes_validate.validate(role, KUBERNETES_VERSION, strict=True)
+
+
+# --- serving: the traffic-capture bucket's governance (manifests/serving) -----------------
+
+SERVING = ROOT / "manifests" / "serving"
+SERVING_SECRETS = {
+    "loopline-minio-admin": {"accesskey", "secretkey"},
+    "loopline-serving-s3": {"accesskey", "secretkey"},
+    "loopline-monitoring-s3": {"accesskey", "secretkey"},
+}
+
+
+def test_serving_renders_valid_unprivileged_objects_without_credentials():
+    docs = render(SERVING)
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        assert "namespace" not in doc["metadata"], doc["metadata"]
+    assert not [d for d in docs if d["kind"] == "Secret"]
+    assert credential_literals(docs) == []
+    read: dict[str, set[str]] = {}
+    for _doc, template in pod_templates(docs):
+        spec = template["spec"]
+        assert spec.get("automountServiceAccountToken") is False
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        for c in all_containers(template):
+            security = spec["securityContext"] | c.get("securityContext", {})
+            assert security["runAsNonRoot"] is True and security["runAsUser"] > 0
+            assert security["allowPrivilegeEscalation"] is False
+            assert security["readOnlyRootFilesystem"] is True
+            assert security["capabilities"]["drop"] == ["ALL"]
+            assert {"cpu", "memory"} <= set(c["resources"]["requests"])
+            for entry in c.get("env", []):
+                ref = entry.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    read.setdefault(ref["name"], set()).add(ref["key"])
+    assert read == SERVING_SECRETS
+
+
+def test_the_capture_setup_job_applies_the_shipped_json_files():
+    import json
+
+    docs = render(SERVING)
+    job = by_kind_and_name(docs)[("Job", "loopline-capture-bucket-setup")]
+    spec = job["spec"]["template"]["spec"]
+    [mc] = spec["containers"]
+    volume = next(v for v in spec["volumes"] if v["name"] == "config")
+    mount = next(m for m in mc["volumeMounts"] if m["name"] == "config")
+    configmap = by_kind_and_name(docs)[("ConfigMap", volume["configMap"]["name"])]
+    files = ("capture-lifecycle.json", "capture-writer-policy.json", "capture-reader-policy.json")
+    for name in files:
+        assert configmap["data"][name] == (SERVING / name).read_text()
+    script = command_line(mc, "ns")[-1]
+    root = mount["mountPath"]
+    assert f'mc ilm import "store/$CAPTURE_BUCKET" < {root}/capture-lifecycle.json' in script
+    assert f"loopline-capture-writer {root}/capture-writer-policy.json" in script
+    assert f"loopline-capture-reader {root}/capture-reader-policy.json" in script
+    assert 'attach loopline-capture-writer "$SERVING_ACCESS_KEY"' in script
+    assert 'attach loopline-capture-reader "$MONITORING_ACCESS_KEY"' in script
+    assert script.startswith("set -eu")
+    # one bucket and prefix everywhere
+    bucket = resolved_env(mc, "ns")["CAPTURE_BUCKET"]
+    [rule] = json.loads((SERVING / "capture-lifecycle.json").read_text())["Rules"]
+    prefix = rule["Filter"]["Prefix"]
+    for name in files[1:]:
+        policy = json.loads((SERVING / name).read_text())
+        resources = {r for s in policy["Statement"] for r in s["Resource"]}
+        assert resources == {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/{prefix}*"}
+    # mc needs a writable config folder on a read-only root filesystem
+    tmp = next(m for m in mc["volumeMounts"] if m["name"] == "tmp")["mountPath"]
+    assert resolved_env(mc, "ns")["MC_CONFIG_DIR"].startswith(tmp + "/")
+
+
+def test_the_capture_secret_template_is_valid_and_not_applied_by_kustomize():
+    from components.lib.storage import S3_SECRET_KEYS
+
+    template = SERVING / "capture-s3-secret.template.yaml"
+    docs = [d for d in yaml.safe_load_all(template.read_text()) if d]
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        assert set(doc["stringData"]) == set(S3_SECRET_KEYS)
+        assert all(v.startswith("REPLACE-") for v in doc["stringData"].values())
+    assert {d["metadata"]["name"] for d in docs} == set(SERVING_SECRETS) - {"loopline-minio-admin"}
+    kustomization = yaml.safe_load((SERVING / "kustomization.yaml").read_text())
+    assert template.name not in kustomization.get("resources", [])

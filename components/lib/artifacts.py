@@ -282,7 +282,7 @@ def verify_mlflow_model(
     return expected
 
 
-def _read_listed(root: str, rel: str, files: dict[str, str]) -> bytes:
+def read_listed(root: str, rel: str, files: dict[str, str]) -> bytes:
     """The bytes of a manifest-listed file, read once and checked against the manifest."""
     if rel not in files:
         raise IntegrityError(f"MLflow model at {root}: {rel} is not in the manifest")
@@ -324,7 +324,7 @@ def load_mlflow_model(
 
     root = os.fspath(directory)
     files = verify_mlflow_model(root, expected_manifest_sha256)
-    conf = yaml.safe_load(_read_listed(root, "MLmodel", files)) or {}
+    conf = yaml.safe_load(read_listed(root, "MLmodel", files)) or {}
     flavor = (conf.get("flavors") or {}).get("sklearn") or {}
     if flavor.get("serialization_format") != "skops":
         raise IntegrityError(
@@ -341,7 +341,7 @@ def load_mlflow_model(
     rel = str(flavor.get("pickled_model", ""))
     if not rel or rel.startswith("/") or ".." in rel.split("/"):
         raise IntegrityError(f"MLflow model at {root}: model file {rel!r} is not inside it")
-    data = _read_listed(root, rel, files)
+    data = read_listed(root, rel, files)
     import skops.io
 
     return skops.io.loads(data, trusted=list(SKOPS_TRUSTED_TYPES))

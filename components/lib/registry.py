@@ -2,8 +2,9 @@
 
 Every version of a model is logged in MLflow's model format (the sklearn flavor, skops
 serialization trusting exactly :data:`components.lib.artifacts.SKOPS_TRUSTED_TYPES`, a
-signature and an input example, so MLflow-aware servers can load it) with its lineage as
-version tags, and a manifest of every file's sha256 (``manifest_sha256``) that
+signature and an input example, so MLflow-aware servers can load it, and the ``loopline_*``
+files the caller adds: :data:`REQUEST_SCHEMA_FILE`, :data:`CHECK_DATA_FILE`) with its
+lineage as version tags, and a manifest of every file's sha256 (``manifest_sha256``) that
 :func:`components.lib.artifacts.load_mlflow_model` checks before anything is deserialized.
 
 This module is the only place that changes a version's state. States and the legal moves
@@ -121,6 +122,13 @@ LOCK_TOKEN_TAG = "loopline.lock.token"
 LOCK_OWNER_TAG = "loopline.lock.owner"
 LOCK_SINCE_TAG = "loopline.lock.since"
 MODEL_ARTIFACT_PATH = "model"
+# Files that travel with a version inside its MLflow model directory (``register``'s
+# ``extra_files``), covered by its manifest: the request schema the serving image checks
+# requests against (validate_data's ``schema.json``), and the holdout rows it checks its fast
+# predict path against scikit-learn on, at load.
+EXTRA_FILE_PREFIX = "loopline_"
+REQUEST_SCHEMA_FILE = "loopline_request_schema.json"
+CHECK_DATA_FILE = "loopline_check_rows.parquet"
 EXPERIMENT_PREFIX = "loopline-models/"
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
@@ -558,6 +566,7 @@ class Registry:
         lineage: Mapping,
         statistics_uri: str,
         input_example,
+        extra_files: Mapping[str, bytes] | None = None,
     ) -> Version:
         """Registers the model in ``model_dir`` as a new ``candidate`` version.
 
@@ -573,9 +582,14 @@ class Registry:
             input_example: A few raw input rows (pandas DataFrame of the feature columns):
                 the MLflow signature is inferred from it (its columns cut to the model's
                 input columns) and the model's predictions on it.
+            extra_files: File name -> bytes, written into the MLflow model directory before
+                its manifest, so the manifest covers them (:data:`REQUEST_SCHEMA_FILE`,
+                :data:`CHECK_DATA_FILE`). Names must be plain file names starting with
+                ``loopline_``.
 
         Raises:
-            RegistryError: Missing lineage or statistics URI, a bad name or example.
+            RegistryError: Missing lineage or statistics URI, a bad name, example or extra
+                file name (named).
             artifacts.IntegrityError / VersionMismatchError: ``model.joblib`` does not match.
         """
         import pandas as pd
@@ -594,6 +608,7 @@ class Registry:
             raise RegistryError(f"model {name!r}: no statistics_uri (the drift baseline)")
         if not isinstance(input_example, pd.DataFrame) or input_example.empty:
             raise RegistryError(f"model {name!r}: input_example must be a non-empty DataFrame")
+        extra = check_extra_files(name, extra_files)
         from components.lib.modeling import MODEL_FILE
 
         model = artifacts.load_pickle(
@@ -612,6 +627,14 @@ class Registry:
         with tempfile.TemporaryDirectory(prefix="loopline-register-") as tmp:
             local = os.path.join(tmp, MODEL_ARTIFACT_PATH)
             _save_mlflow_model(model, local, input_example, tmp)
+            for file_name, data in extra.items():
+                target = os.path.join(local, file_name)
+                if os.path.lexists(target):
+                    raise RegistryError(
+                        f"model {name!r}: extra file {file_name!r} would replace a file of the "
+                        "MLflow model"
+                    )
+                Path(target).write_bytes(data)
             manifest_sha256 = artifacts.write_manifest(local)
             run_id = self._log_run(name, local, lineage)
         self._ensure_model(name)
@@ -638,10 +661,11 @@ class Registry:
                 reason,
             )
         log.info(
-            "registered %s version %s (candidate), manifest %s, in %.1f s",
+            "registered %s version %s (candidate), manifest %s%s, in %.1f s",
             name,
             number,
             manifest_sha256[:12],
+            f" (with {', '.join(sorted(extra))})" if extra else "",
             time.monotonic() - began,
         )
         return self.get(name, number)
@@ -1018,6 +1042,37 @@ def _bundle_code(tmp: str) -> str:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(root / rel, dest)
     return str(target / "components")
+
+
+def check_extra_files(name: str, extra_files: Mapping[str, bytes] | None) -> dict[str, bytes]:
+    """The extra files of a registration, checked: plain file names starting with
+    ``loopline_`` (not the manifest's), bytes as values."""
+    out: dict[str, bytes] = {}
+    for file_name, data in (extra_files or {}).items():
+        plain = (
+            isinstance(file_name, str)
+            and file_name.startswith(EXTRA_FILE_PREFIX)
+            and file_name == os.path.basename(file_name)
+            and "/" not in file_name
+            and "\\" not in file_name
+            and "\0" not in file_name
+        )
+        if not plain:
+            raise RegistryError(
+                f"model {name!r}: extra file {file_name!r} is not a plain file name starting "
+                f"with {EXTRA_FILE_PREFIX!r}"
+            )
+        if file_name == artifacts.MANIFEST_FILE:
+            raise RegistryError(
+                f"model {name!r}: extra file {file_name!r} is the manifest's name; the registry "
+                "writes it"
+            )
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise RegistryError(
+                f"model {name!r}: extra file {file_name!r} is {type(data).__name__}, not bytes"
+            )
+        out[file_name] = bytes(data)
+    return out
 
 
 def _pins() -> list[str]:

@@ -28,10 +28,12 @@ def register(
     Args:
         model: The train step's model (``model.joblib``, verified before it is loaded).
         holdout: The holdout split (its hash goes into the lineage; a few rows become the
-            MLflow input example).
+            MLflow input example; its rows, cut to the model's input columns, become the
+            serving image's check rows).
         evaluation: evaluate's ``evaluation`` folder (decision, reasons, metrics, feature
             importance).
-        statistics: validate_data's statistics: recorded as the version's drift baseline.
+        statistics: validate_data's statistics: recorded as the version's drift baseline;
+            its ``schema.json`` (the request schema) goes into the version.
         registration: Output. Markdown: the version, its path through the states, reasons.
         decision: ``promote`` or ``reject`` (the relay of evaluate's decision).
         model_name: The registered model name.
@@ -60,10 +62,22 @@ def register(
         statistics.uri,
         decision,
         pipeline_run_id,
+        statistics_dir=statistics.path,
     )
     Path(registration.path).write_text(executor.markdown(result, mlflow_tracking_uri))
     registration.metadata.update(
-        {k: result[k] for k in ("model_name", "version", "state", "decision", "first_version")}
+        {
+            k: result[k]
+            for k in (
+                "model_name",
+                "version",
+                "state",
+                "decision",
+                "first_version",
+                "request_schema",
+                "check_rows",
+            )
+        }
     )
     print(f"registered {model_name} version {result['version']}: {' -> '.join(result['path'])}")
     outputs = namedtuple("Outputs", ["version", "state"])

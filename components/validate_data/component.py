@@ -35,7 +35,10 @@ def validate_data(
     Args:
         data: The dataset checked against the schema, for drift and for skew (CSV or Parquet).
         statistics: Output. A folder with ``FeatureStats.pb`` (a DatasetFeatureStatisticsList,
-            one dataset per input) and ``metadata.json`` (schema version, rows).
+            one dataset per input), ``metadata.json`` (schema version, rows) and
+            ``schema.json`` (the request schema of the schema validated against: every
+            column's type, bounds, values and nullability; register puts it into the model
+            version for the serving image).
         anomalies: Output. A folder with one Anomalies text proto per dataset and
             ``anomalies.json`` (blocking findings, reported findings, every drift / skew
             measurement with its levels and noise bound, the baseline used).

@@ -308,6 +308,7 @@ def validate(
         baseline,
         measurements,
         versioned.policy.version,
+        schema_mod.request_schema(versioned.schema, versioned.version),
     )
     log.info(
         "schema %s, policy %s: %d blocking, %d reported",
@@ -330,7 +331,8 @@ def write_outputs(
     summary_out: str,
     anomalies_found_out: str,
 ) -> None:
-    """Writes statistics, anomalies (text proto per dataset + JSON), HTML, Markdown and the flag."""
+    """Writes statistics (with the request schema), anomalies (text proto per dataset + JSON),
+    HTML, Markdown and the flag."""
     from google.protobuf import text_format
 
     started = time.perf_counter()
@@ -341,6 +343,11 @@ def write_outputs(
         "datasets": {d.name: int(d.num_examples) for d in result.statistics.datasets},
     }
     Path(statistics_out, "metadata.json").write_text(json.dumps(meta, indent=2))
+    if result.request_schema is not None:
+        # What register puts into the model version for the serving image's request checks.
+        Path(statistics_out, schema_mod.REQUEST_SCHEMA_FILE).write_text(
+            json.dumps(result.request_schema, indent=2, allow_nan=False)
+        )
 
     os.makedirs(anomalies_out, exist_ok=True)
     for name, anomalies in result.anomalies.items():

@@ -77,6 +77,7 @@ class Result:
     baseline: Baseline | None = None
     measurements: list[Measurement] = field(default_factory=list)
     policy_version: str = ""
+    request_schema: dict | None = None  # schema.request_schema of the schema validated against
 
     @property
     def blocking(self) -> list[Finding]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,13 @@ CATEGORICAL_MAX_VALUES = 50  # more distinct strings than this: free text, no do
 RANGE_MARGIN = 0.1  # numeric bounds widen by 10% of the observed range on each side
 DRIFT_JS = 0.1
 DRIFT_LINF = 0.1
+
+# The request schema a model version carries (validate_data writes it as ``schema.json`` in
+# its statistics folder; register puts it in the MLflow model directory; serving checks
+# requests against it).
+REQUEST_SCHEMA_FILE = "schema.json"
+REQUEST_SCHEMA_FORMAT = "loopline-request-schema-1"
+_REQUEST_TYPES = {"INT": "int", "FLOAT": "float", "BYTES": "string"}
 
 
 class SchemaError(ValueError):
@@ -96,6 +104,81 @@ def load(name_or_path: str, policy_path: str | None = None) -> VersionedSchema:
         policy = policy_mod.from_schema(schema, version)
     policy_mod.check_against_schema(policy, schema)
     return VersionedSchema(schema, version, str(path), ref_stats, policy)
+
+
+def _float32(value: float) -> float:
+    """The shortest decimal that is the same float32 (``float_domain`` bounds are float32:
+    0.99 reads back as 0.9900000095...; the request schema states 0.99)."""
+    if not math.isfinite(value):
+        return value
+    for digits in range(6, 10):
+        short = float(f"{value:.{digits}g}")
+        if struct.unpack("f", struct.pack("f", short))[0] == value:
+            return short
+    return value
+
+
+def _named_domain(schema, feature):
+    """The top-level domain a feature names (``domain: "mnth"``): (kind, domain)."""
+    for kind in ("string_domain", "int_domain", "float_domain"):
+        for domain in getattr(schema, kind):
+            if domain.name == feature.domain:
+                return kind, domain
+    raise SchemaError(
+        f"feature {feature.name!r} names the domain {feature.domain!r}, which the schema "
+        "does not define at its top level"
+    )
+
+
+def request_schema(schema, schema_version: str) -> dict:
+    """The request schema of a TFDV schema: what a model server checks each request against.
+
+    Every feature of the schema (in its order, the target and unused columns included) as
+    ``{"type": "int" | "float" | "string", "min", "max", "values", "nullable",
+    "allow_nan", "allow_inf"}``: ``min`` / ``max`` only where the int or float domain
+    states them, ``values`` only for a string domain (inline or named by ``domain:``),
+    ``nullable`` unless ``presence.min_fraction`` is 1, ``allow_nan`` / ``allow_inf`` (float
+    columns only) unless the float domain disallows them.
+
+    Raises:
+        SchemaError: A feature of another type (STRUCT, unknown) or a named domain that
+            the schema does not define.
+    """
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    columns: dict[str, dict] = {}
+    for feature in schema.feature:
+        type_name = schema_pb2.FeatureType.Name(feature.type)
+        if type_name not in _REQUEST_TYPES:
+            raise SchemaError(
+                f"feature {feature.name!r}: type {type_name} has no request-schema type "
+                f"(only {', '.join(_REQUEST_TYPES)})"
+            )
+        kind = feature.WhichOneof("domain_info")
+        domain = getattr(feature, kind) if kind else None
+        if kind == "domain":
+            kind, domain = _named_domain(schema, feature)
+        column: dict = {"type": _REQUEST_TYPES[type_name]}
+        if type_name == "INT" and kind == "int_domain":
+            for bound in ("min", "max"):
+                if domain.HasField(bound):
+                    column[bound] = int(getattr(domain, bound))
+        elif type_name == "FLOAT" and kind == "float_domain":
+            for bound in ("min", "max"):
+                value = _float32(getattr(domain, bound)) if domain.HasField(bound) else None
+                if value is not None and math.isfinite(value):
+                    column[bound] = value
+        elif type_name == "BYTES" and kind == "string_domain":
+            column["values"] = list(domain.value)
+        presence = feature.presence if feature.HasField("presence") else None
+        column["nullable"] = presence is None or presence.min_fraction < 1
+        if type_name == "FLOAT":
+            disallow_nan = kind == "float_domain" and domain.disallow_nan
+            disallow_inf = kind == "float_domain" and domain.disallow_inf
+            column["allow_nan"] = not disallow_nan
+            column["allow_inf"] = not disallow_inf
+        columns[feature.name] = column
+    return {"format": REQUEST_SCHEMA_FORMAT, "schema_version": schema_version, "columns": columns}
 
 
 def infer(statistics, version: str) -> str:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from components.lib.registry import Registry
+from components.lib.registry import CHECK_DATA_FILE, REQUEST_SCHEMA_FILE, Registry
 from pipelines import local as local_run
 from pipelines.training.pipeline import training_pipeline
 from tests import corpus
@@ -56,6 +58,16 @@ def test_first_run_promotes_to_production_and_the_same_model_again_is_rejected(
     assert v1 is not None and v1.version == "1"
     # The drift baseline of the next run is this run's validation statistics.
     assert v1.statistics_uri == str(first / "validate-data" / "statistics")
+    # The serving image's files travel with the version, under its manifest: validate_data's
+    # request schema and the holdout's model input columns.
+    path = registry.download(name, v1.version, str(local_pipeline_root / "v1"))  # verified
+    request = json.loads(Path(path, REQUEST_SCHEMA_FILE).read_text())
+    assert request == json.loads(
+        (first / "validate-data" / "statistics" / "schema.json").read_text()
+    )
+    assert request["schema_version"] == "bikeshare-1.0.0" and "temp" in request["columns"]
+    rows = pd.read_parquet(Path(path, CHECK_DATA_FILE))
+    assert len(rows) > 0 and "bikers" not in rows.columns
 
     # The same data and seed again: the same model, not better than the champion.
     training_pipeline(**arguments)

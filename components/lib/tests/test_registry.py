@@ -226,6 +226,63 @@ def test_a_model_file_tampered_in_the_artifact_store_is_refused_before_deseriali
     assert registry.load_model(version.name, version.version, str(tmp_path / "c")) is not None
 
 
+def test_extra_files_travel_with_the_version_under_its_manifest(
+    registry, trained, s3_client, tmp_path
+):
+    import io
+
+    model_dir, lineage, example = trained
+    schema_bytes = json.dumps({"format": "loopline-request-schema-1", "columns": {}}).encode()
+    rows = example.to_parquet(index=False)
+    extra = {reg.REQUEST_SCHEMA_FILE: schema_bytes, reg.CHECK_DATA_FILE: rows}
+    version = registry.register("extra", model_dir, lineage, "s3://stats/extra", example, extra)
+
+    path = registry.download("extra", version.version, str(tmp_path / "dl"))
+    assert Path(path, reg.REQUEST_SCHEMA_FILE).read_bytes() == schema_bytes
+    assert Path(path, reg.CHECK_DATA_FILE).read_bytes() == rows
+    listed = artifacts.verify_mlflow_model(path, version.manifest_sha256)
+    assert listed[reg.REQUEST_SCHEMA_FILE] == artifacts.sha256_bytes(schema_bytes)
+    assert listed[reg.CHECK_DATA_FILE] == artifacts.sha256_bytes(rows)
+    assert artifacts.load_mlflow_model(path, version.manifest_sha256) is not None
+
+    # Changed on disk after the download: refused, naming the file.
+    Path(path, reg.REQUEST_SCHEMA_FILE).write_bytes(schema_bytes.replace(b"}}", b'"x":1}}'))
+    with pytest.raises(
+        artifacts.IntegrityError, match=rf"file {reg.REQUEST_SCHEMA_FILE} does not match"
+    ):
+        artifacts.verify_mlflow_model(path, version.manifest_sha256)
+
+    # Swapped in the artifact store: the download refuses it, naming the file.
+    key = f"artifacts/{version.source.removeprefix('mlflow-artifacts:/')}/{reg.CHECK_DATA_FILE}"
+    swapped = example.head(1).to_parquet(index=False)
+    s3_client.put_object("mlflow", key, io.BytesIO(swapped), len(swapped))
+    with pytest.raises(
+        artifacts.IntegrityError, match=rf"file {reg.CHECK_DATA_FILE} does not match"
+    ):
+        registry.download("extra", version.version, str(tmp_path / "again"))
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"schema.json": b"{}"}, "extra file 'schema.json' is not a plain file name"),
+        ({"loopline_a/b.json": b"{}"}, "extra file 'loopline_a/b.json' is not a plain"),
+        ({"../loopline_x": b""}, r"extra file '\.\./loopline_x' is not a plain"),
+        ({"MLmodel": b""}, "extra file 'MLmodel' is not a plain"),
+        ({artifacts.MANIFEST_FILE: b"{}"}, "is the manifest's name"),
+        ({reg.REQUEST_SCHEMA_FILE: {"columns": {}}}, "is dict, not bytes"),
+    ],
+    ids=["no-prefix", "subfolder", "parent", "mlflow-file", "manifest", "not-bytes"],
+)
+def test_bad_extra_files_are_refused_naming_the_file_and_register_nothing(
+    registry, trained, extra, message
+):
+    model_dir, lineage, example = trained
+    with pytest.raises(RegistryError, match=message):
+        registry.register("extra-refused", model_dir, lineage, "s3://s", example, extra)
+    assert not [v for v in registry.versions() if v.name == "extra-refused"]
+
+
 # --------------------------------------------------------------------------- the state machine
 
 

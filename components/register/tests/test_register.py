@@ -8,13 +8,16 @@ drift baseline.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
+import joblib
 import pandas as pd
 import pytest
 
 from components.find_champion import executor as find_champion
-from components.lib import artifacts
+from components.lib import artifacts, modeling
+from components.lib import registry as reg
 from components.lib.registry import Registry
 from components.register import executor as register
 from tests.fitted import registrable_model
@@ -47,7 +50,31 @@ def _evaluation(folder: Path, decision: str) -> str:
     return str(folder)
 
 
-def _register(uri, name, trained, tmp_path, decision, run="run-1"):
+def _statistics(folder: Path, schema_version: str = "bikeshare-1.0.0", **change) -> str:
+    """A statistics folder as validate_data writes it, with its request schema."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metadata.json").write_text(json.dumps({"schema_version": schema_version}))
+    body = {
+        "format": "loopline-request-schema-1",
+        "schema_version": schema_version,
+        "columns": {
+            "hr": {"type": "int", "min": 0, "max": 23, "nullable": False},
+            "temp": {
+                "type": "float",
+                "min": 0.0,
+                "max": 1.0,
+                "nullable": True,
+                "allow_nan": False,
+                "allow_inf": False,
+            },
+        },
+        **change,
+    }
+    (folder / "schema.json").write_text(json.dumps(body, indent=2))
+    return str(folder)
+
+
+def _register(uri, name, trained, tmp_path, decision, run="run-1", statistics_dir=None):
     model_dir, lineage, holdout = trained
     return register.run(
         uri,
@@ -60,6 +87,7 @@ def _register(uri, name, trained, tmp_path, decision, run="run-1"):
         f"/runs/{run}/validate-data/statistics",
         decision,
         run,
+        statistics_dir=statistics_dir,
     )
 
 
@@ -130,3 +158,91 @@ def test_a_decision_that_disagrees_with_the_evaluation_is_refused(tracking_uri, 
             "run-9",
         )
     assert not [v for v in Registry(tracking_uri).versions() if v.name == "reg-mismatch"]
+
+
+# --------------------------------------------------------------------------- for the serving image
+
+
+def test_the_version_carries_the_request_schema_and_the_holdout_check_rows(
+    tracking_uri, trained, tmp_path
+):
+    name = "reg-serving-files"
+    statistics = _statistics(tmp_path / "statistics")
+    result = _register(tracking_uri, name, trained, tmp_path, "promote", statistics_dir=statistics)
+    assert result["request_schema"] is True
+    assert result["check_rows"] == 600 and result["check_rows_sampled"] is False
+    assert "loopline_request_schema.json" in register.markdown(result, tracking_uri)
+
+    registry = Registry(tracking_uri)
+    version = registry.get(name, result["version"])
+    path = registry.download(name, version.version, str(tmp_path / "dl"))  # verified
+    listed = artifacts.verify_mlflow_model(path, version.manifest_sha256)
+    assert {reg.REQUEST_SCHEMA_FILE, reg.CHECK_DATA_FILE} <= set(listed)
+    # The request schema exactly as validate_data wrote it.
+    schema_bytes = Path(statistics, "schema.json").read_bytes()
+    assert Path(path, reg.REQUEST_SCHEMA_FILE).read_bytes() == schema_bytes
+    # Every holdout row, the model's input columns only (no target), values unchanged.
+    model_dir, _, holdout_path = trained
+    pipeline = joblib.load(Path(model_dir, modeling.MODEL_FILE))
+    columns = list(pipeline.feature_names_in_)
+    rows = pd.read_parquet(Path(path, reg.CHECK_DATA_FILE))
+    assert list(rows.columns) == columns and "bikers" not in rows.columns
+    pd.testing.assert_frame_equal(rows, pd.read_parquet(holdout_path)[columns])
+    # The registered model predicts on them as scikit-learn did before registering.
+    loaded = artifacts.load_mlflow_model(path, version.manifest_sha256)
+    pd.testing.assert_series_equal(
+        pd.Series(loaded.predict(rows)), pd.Series(pipeline.predict(rows))
+    )
+
+
+def test_statistics_without_a_request_schema_register_with_a_warning(
+    tracking_uri, trained, tmp_path, caplog
+):
+    name = "reg-no-schema"
+    older = tmp_path / "statistics"
+    older.mkdir()
+    (older / "metadata.json").write_text("{}")
+    with caplog.at_level(logging.WARNING, logger="loopline.register"):
+        result = _register(tracking_uri, name, trained, tmp_path, "reject", statistics_dir=older)
+    assert result["request_schema"] is False and result["check_rows"] == 600
+    assert any("no schema.json in the statistics" in r.getMessage() for r in caplog.records)
+    assert "no request schema" in register.markdown(result, tracking_uri)
+    registry = Registry(tracking_uri)
+    path = registry.download(name, result["version"], str(tmp_path / "dl"))
+    assert not Path(path, reg.REQUEST_SCHEMA_FILE).exists()
+    assert Path(path, reg.CHECK_DATA_FILE).exists()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"format": "something-else"}, "format 'something-else', not 'loopline-request-schema-1'"),
+        ({"schema_version": "bikeshare-2.0.0"}, "schema version 'bikeshare-2.0.0', but the model"),
+        ({"columns": {}}, "no columns"),
+    ],
+    ids=["format", "schema-version", "no-columns"],
+)
+def test_a_request_schema_that_does_not_fit_is_refused_and_nothing_registered(
+    tracking_uri, trained, tmp_path, change, message
+):
+    statistics = _statistics(tmp_path / "statistics", **change)
+    with pytest.raises(register.RegisterError, match=message):
+        _register(
+            tracking_uri, "reg-bad-schema", trained, tmp_path, "reject", statistics_dir=statistics
+        )
+    assert not [v for v in Registry(tracking_uri).versions() if v.name == "reg-bad-schema"]
+
+
+def test_check_rows_are_bounded_by_a_deterministic_sample_in_holdout_order(monkeypatch):
+    holdout = pd.DataFrame({"a": range(50), "b": [x * 0.5 for x in range(50)], "y": 1})
+    rows, sampled = register.check_rows(holdout, ["b", "a"])
+    assert not sampled and list(rows.columns) == ["b", "a"] and len(rows) == 50
+    monkeypatch.setattr(register, "CHECK_ROWS_MAX", 20)
+    rows, sampled = register.check_rows(holdout, ["a", "b"])
+    again, _ = register.check_rows(holdout, ["a", "b"])
+    assert sampled and len(rows) == 20
+    pd.testing.assert_frame_equal(rows, again)
+    assert rows["a"].is_monotonic_increasing and rows["a"].is_unique
+    assert rows["a"].tolist() != list(range(20))  # a sample, not the first rows
+    with pytest.raises(register.RegisterError, match="holdout lacks the model's input columns c"):
+        register.check_rows(holdout, ["a", "c"])

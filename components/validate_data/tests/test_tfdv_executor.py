@@ -52,6 +52,11 @@ def test_clean_splits_pass_and_every_output_is_written(clean_splits, tmp_path):
     assert stats.datasets[0].num_examples == 6051
     meta = json.loads((tmp_path / "statistics" / "metadata.json").read_text())
     assert meta == {"schema_version": "bikeshare-1.0.0", "datasets": {"train": 6051, "eval": 1297}}
+    # The request schema register puts into the model version, beside the statistics.
+    request = json.loads((tmp_path / "statistics" / "schema.json").read_text())
+    versioned = schema.load("bikeshare")
+    assert request == schema.request_schema(versioned.schema, versioned.version)
+    assert request["schema_version"] == "bikeshare-1.0.0" and "bikers" in request["columns"]
     summary = json.loads((tmp_path / "anomalies" / "anomalies.json").read_text())
     assert summary["schema_version"] == "bikeshare-1.0.0"
     assert summary["policy_version"] == "bikeshare-drift-1.0.0"
