@@ -46,7 +46,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -61,7 +60,19 @@ BUILD = ROOT / ".build" / "bench" / "serving"
 MLSERVER_LOCK = ROOT / "bench" / "requirements-mlserver.txt"
 # Shared with the main checkout so that every worktree reuses one env.
 MLSERVER_VENV = Path(os.environ.get("LOOPLINE_MLSERVER_VENV", "/work/main/.venv-mlserver"))
-SERVING_PYTHON = os.environ.get("LOOPLINE_SERVING_PYTHON", "/tmp/venv-serving-lock/bin/python")
+
+
+def _serving_python() -> str:
+    """The model server's env: `make setup`'s .venv-serving (here or in the main checkout)."""
+    if os.environ.get("LOOPLINE_SERVING_PYTHON"):
+        return os.environ["LOOPLINE_SERVING_PYTHON"]
+    for venv in (ROOT / ".venv-serving", Path("/work/main/.venv-serving")):
+        if (venv / "bin" / "python").exists():
+            return str(venv / "bin" / "python")
+    return "/tmp/venv-serving-lock/bin/python"
+
+
+SERVING_PYTHON = _serving_python()
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 MODEL = "bikeshare"
 CONNECTIONS = {1: 1, 8: 2}  # connections -> wrk threads
@@ -391,29 +402,28 @@ def v2_body(row: dict, dtypes: dict, pandas_codec: bool) -> dict:
 
 
 def prepare(build: Path) -> dict:
-    """Fits the model, writes model.joblib, the MLflow directory, bodies and the expected value."""
+    """Fits the model (model.joblib for MLServer and the naive model) and writes the version
+    the registry stores (MLflow directory with request schema, check rows and manifest: what
+    components.serving loads), the bodies and scikit-learn's prediction for the row."""
     sys.path.insert(0, str(ROOT))
-    from components.lib import artifacts, registry
-    from tests.fitted import registrable_model
+    from components.lib import artifacts
+    from tests.serving import make_version
 
     work = build / "model"
     if work.exists():
         shutil.rmtree(work)
-    model_dir, lineage, example = registrable_model(work / "fit", BIKESHARE)
-    model = artifacts.load_pickle(
-        os.path.join(model_dir, "model.joblib"),
-        lineage["sha256"],
-        "model",
-        sklearn_version=lineage["sklearn_version"],
-    )
+    work.mkdir(parents=True)
+    mlflow_dir, manifest_sha256, rows = make_version(work, BIKESHARE)
+    model_joblib = work / "train" / "model" / "model.joblib"
+    model = artifacts.load_mlflow_model(mlflow_dir, manifest_sha256)
     columns = [str(c) for c in model.feature_names_in_]
-    example = example[columns]
-    mlflow_dir = work / "mlflow_model"
-    with tempfile.TemporaryDirectory(prefix="loopline-bench-") as tmp:
-        registry._save_mlflow_model(model, str(mlflow_dir), example, tmp)
-    manifest_sha256 = artifacts.write_manifest(mlflow_dir)
+    example = rows[columns].head(5)
     row = example.iloc[[0]]
     expected = float(model.predict(row)[0])
+    import joblib
+
+    if float(joblib.load(model_joblib).predict(row)[0]) != expected:
+        raise RuntimeError("model.joblib and the MLflow directory predict differently")
     record = {k: v.item() if hasattr(v, "item") else v for k, v in row.iloc[0].items()}
     dtypes = dict(example.dtypes.items())
     bodies = {
@@ -424,14 +434,14 @@ def prepare(build: Path) -> dict:
         (work / f"body_{name}.json").write_text(json.dumps(body))
         (work / f"post_{name}.lua").write_text(lua_script(json.dumps(body)))
     return {
-        "model_joblib": os.path.abspath(os.path.join(model_dir, "model.joblib")),
-        "mlflow_dir": str(mlflow_dir),
+        "model_joblib": str(model_joblib.resolve()),
+        "mlflow_dir": str(Path(mlflow_dir).resolve()),
         "manifest_sha256": manifest_sha256,
         "expected": expected,
         "row": record,
         "columns": columns,
         "work": str(work),
-        "sklearn_version": lineage["sklearn_version"],
+        "sklearn_version": __import__("sklearn").__version__,
     }
 
 
@@ -624,7 +634,7 @@ def plan(args, prep: dict, build: Path) -> tuple[list[tuple[Server, list[int], i
                     cmd += ["--model_name", MODEL, "--model_dir", prep["mlflow_dir"]]
                     cmd += ["--manifest_sha256", prep["manifest_sha256"]]
                     cmd += ["--http_port", str(port), "--workers", str(workers)]
-                    cmd += ["--fast_path", fast_path]
+                    cmd += ["--fast_path", fast_path, "--enable_grpc", "false"]
                     label = f"components.serving, fast path {fast_path}"
                     conns = [1, 8] if workers == 1 else [8]
                     runs.append((Server("serving", label, workers, cmd, "plain"), conns, port))
@@ -711,6 +721,8 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
         "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
         "wrk": "wrk -t1 -c1 / -t2 -c8 --latency -s POST-body.lua",
+        "serving_python": args.serving_python,
+        "mlserver_python": str(args.mlserver_venv / "bin" / "python"),
         "model": {
             "what": "Bikeshare transform + HistGradientBoostingRegressor (tests/fitted.py)",
             "columns": prep["columns"],
