@@ -61,16 +61,15 @@ class Server:
 
     def __init__(self, args: list[str], log_path: Path, env: dict | None = None):
         import os
-        import socket
         import subprocess
+
+        from pipelines.local_s3 import free_port
 
         if not SERVING_PYTHON.exists():
             raise RuntimeError(
                 f"{SERVING_PYTHON} is missing: run `make setup` (the model server's env)"
             )
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}

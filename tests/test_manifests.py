@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from components import __version__
+from tests import schemas
 
 ROOT = Path(__file__).resolve().parent.parent
 OVERLAYS = sorted(p.parent for p in (ROOT / "manifests" / "overlays").glob("*/kustomization.yaml"))
@@ -32,10 +33,14 @@ MLFLOW_BASE = ROOT / "manifests" / "mlflow"
 KUBERNETES_VERSION = "1.32"
 
 # The Secrets the kubeflow-user overlay reads and never ships, with the keys it reads: the
-# user creates the first, Kubeflow Pipelines' profile controller the second.
+# user creates the first and the last three (manifests/serving/kustomization.yaml),
+# Kubeflow Pipelines' profile controller the second.
 USER_SECRETS = {
     "mlflow-postgres": {"username", "password"},
     "mlpipeline-minio-artifact": {"accesskey", "secretkey"},
+    "loopline-minio-admin": {"accesskey", "secretkey"},
+    "loopline-serving-s3": {"accesskey", "secretkey"},
+    "loopline-monitoring-s3": {"accesskey", "secretkey"},
 }
 KUBEFLOW_OBJECT_STORE = "http://minio-service.kubeflow:9000"
 
@@ -204,9 +209,14 @@ def test_overlay_renders_valid_objects_in_one_namespace(overlay):
         "StatefulSet",
         "Service",
         "NetworkPolicy",
+        "ServingRuntime",
+        "Job",
     }
     for doc in docs:
-        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        if doc["apiVersion"].startswith("serving.kserve.io/"):
+            schemas.validate_kserve(doc)
+        else:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
     assert len({d["metadata"]["namespace"] for d in docs}) == 1
 
 
@@ -441,6 +451,11 @@ def test_mlflow_image_is_the_package_version_and_overlays_can_retarget_it(tmp_pa
                 "images": [
                     {"name": "loopline/mlflow", "newName": "registry.example.com/loopline/mlflow"},
                     {"name": "postgres", "newName": "registry.example.com/mirror/postgres"},
+                    {"name": "quay.io/minio/mc", "newName": "registry.example.com/mirror/mc"},
+                    {
+                        "name": "loopline/serving",
+                        "newName": "registry.example.com/loopline/serving",
+                    },
                 ],
             }
         )
@@ -450,7 +465,12 @@ def test_mlflow_image_is_the_package_version_and_overlays_can_retarget_it(tmp_pa
     assert images == {
         f"registry.example.com/loopline/mlflow:{__version__}",
         "registry.example.com/mirror/postgres:17-bookworm",
+        "registry.example.com/mirror/mc:RELEASE.2025-04-16T18-13-26Z",
     }
+    (runtime,) = [d for d in docs if d["kind"] == "ServingRuntime"]
+    assert runtime["spec"]["containers"][0]["image"] == (
+        f"registry.example.com/loopline/serving:{__version__}"
+    )
 
 
 # --- the database -----------------------------------------------------------------------
@@ -564,7 +584,10 @@ SERVING_SECRETS = {
 def test_serving_renders_valid_unprivileged_objects_without_credentials():
     docs = render(SERVING)
     for doc in docs:
-        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        if doc["apiVersion"].startswith("serving.kserve.io/"):
+            schemas.validate_kserve(doc)
+        else:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
         assert "namespace" not in doc["metadata"], doc["metadata"]
     assert not [d for d in docs if d["kind"] == "Secret"]
     assert credential_literals(docs) == []
@@ -633,3 +656,47 @@ def test_the_capture_secret_template_is_valid_and_not_applied_by_kustomize():
     assert {d["metadata"]["name"] for d in docs} == set(SERVING_SECRETS) - {"loopline-minio-admin"}
     kustomization = yaml.safe_load((SERVING / "kustomization.yaml").read_text())
     assert template.name not in kustomization.get("resources", [])
+
+
+# --- serving --------------------------------------------------------------------------------
+
+
+def test_the_serving_runtime_runs_the_serving_image_with_the_servers_arguments():
+    from components import _images
+    from components.serving.__main__ import build_parser
+
+    docs = render(KUBEFLOW_USER)
+    runtime = by_kind_and_name(docs)[("ServingRuntime", "loopline-serving")]
+    schemas.validate_kserve(runtime)
+    (server,) = runtime["spec"]["containers"]
+    assert server["name"] == "kserve-container"
+    assert server["image"] == _images.SERVING_IMAGE
+    assert {"v1", "v2"} <= set(runtime["spec"]["protocolVersions"])
+    assert runtime["spec"]["supportedModelFormats"][0]["name"] == "loopline"
+    # The arguments parse with the server's own parser (KServe's parser + ours), as the
+    # container's entry point `python -m components.serving` will parse them, with the
+    # arguments push adds per InferenceService.
+    import argparse
+
+    kserve_like = argparse.ArgumentParser(add_help=False)
+    kserve_like.add_argument("--model_name")
+    kserve_like.add_argument("--http_port", type=int)
+    kserve_like.add_argument("--enable_grpc")
+    args = [a.replace("{{.Name}}", "bikeshare") for a in server["args"]]
+    parsed = build_parser(kserve_like).parse_args(
+        [*args, "--model_version=3", "--manifest_sha256=" + "a" * 64]
+    )
+    assert parsed.model_dir == "/mnt/models" and parsed.model_name == "bikeshare"
+    assert parsed.capture_uri.startswith("s3://loopline-capture/")
+    assert server["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    env = {e["name"]: e for e in server["env"]}
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "loopline-serving-s3"
+
+
+def test_the_kserve_schema_check_catches_a_misspelt_field():
+    import jsonschema
+
+    runtime = by_kind_and_name(render(KUBEFLOW_USER))[("ServingRuntime", "loopline-serving")]
+    runtime["spec"]["protocolVersion"] = ["v2"]  # misspelt: protocolVersions
+    with pytest.raises(jsonschema.ValidationError, match="protocolVersion"):
+        schemas.validate_kserve(runtime)

@@ -192,6 +192,10 @@ def run(
 
     extra_files: dict[str, bytes] = {}
     schema_bytes = request_schema_file(statistics_dir, str(lineage.get("schema_version", "")))
+    if schema_bytes is not None and target:
+        # The serving image reads the target's range from it (its prediction histogram's
+        # buckets, the same for every version of the model).
+        schema_bytes = json.dumps({**json.loads(schema_bytes), "target": target}, indent=1).encode()
     if schema_bytes is not None:
         extra_files[registry.REQUEST_SCHEMA_FILE] = schema_bytes
     columns = model_input_columns(model_dir, model_meta)

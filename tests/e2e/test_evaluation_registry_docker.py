@@ -62,9 +62,10 @@ def test_first_run_promotes_to_production_and_the_same_model_again_is_rejected(
     # request schema and the holdout's model input columns.
     path = registry.download(name, v1.version, str(local_pipeline_root / "v1"))  # verified
     request = json.loads(Path(path, REQUEST_SCHEMA_FILE).read_text())
-    assert request == json.loads(
-        (first / "validate-data" / "statistics" / "schema.json").read_text()
-    )
+    assert request == {
+        **json.loads((first / "validate-data" / "statistics" / "schema.json").read_text()),
+        "target": "bikers",
+    }
     assert request["schema_version"] == "bikeshare-1.0.0" and "temp" in request["columns"]
     rows = pd.read_parquet(Path(path, CHECK_DATA_FILE))
     assert len(rows) > 0 and "bikers" not in rows.columns

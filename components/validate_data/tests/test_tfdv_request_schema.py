@@ -100,3 +100,12 @@ def test_only_what_the_schema_states_is_in_the_request_schema():
 def test_what_has_no_request_schema_is_refused_naming_the_feature(text, message):
     with pytest.raises(schema.SchemaError, match=message):
         schema.request_schema(_parse(text), "t-0.1.0")
+
+
+def test_the_serving_tests_fixture_is_the_bikeshare_request_schema():
+    """components/serving/tests runs in envs without TFDV on a copy of this conversion."""
+    from pathlib import Path
+
+    fixture = Path(__file__).parents[2] / "serving" / "tests" / "request_schema_bikeshare.json"
+    loaded = schema.load("bikeshare")
+    assert json.loads(fixture.read_text()) == schema.request_schema(loaded.schema, loaded.version)
