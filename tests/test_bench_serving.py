@@ -152,7 +152,7 @@ def test_the_bar_met_and_the_aim_not(bench):
         _row("serving", 1, 700.0, 2.0),  # 1 connection: not the bar's
     ]
     got = bench.bar(rows)
-    assert got["best"] == "fast, 1w" and got["ratio"] == 5.0
+    assert got["best"] == "fast, 1w, 1 worker(s)" and got["ratio"] == 5.0
     assert got["required_rps"] == 400.0 and got["met"] is True
     assert got["aim_met"] is False
     assert "bar MET" in bench.bar_text(got) and "aim not met" in bench.bar_text(got)
@@ -165,9 +165,9 @@ def test_the_bar_not_met_names_the_fastest_when_none_is_within_the_p99_bound(ben
         _row("serving", 8, 650.0, 30.0, label="b"),
     ]
     got = bench.bar(rows)
-    assert got["best"] == "a" and got["met"] is False and got["aim_met"] is False
+    assert got["best"] == "a, 1 worker(s)" and got["met"] is False and got["aim_met"] is False
     got = bench.bar([*rows, _row("serving", 8, 660.0, 9.5, label="c")])
-    assert got["best"] == "c" and got["met"] is True and got["aim_met"] is True
+    assert got["best"] == "c, 1 worker(s)" and got["met"] is True and got["aim_met"] is True
 
 
 def test_without_our_rows_the_bar_is_not_checked(bench):
