@@ -34,7 +34,8 @@ any error fails the row). wrk shares the 2 cores with the server, the same for e
 
 Writes bench/results/serving.json, serving.md (table and the bar: at 8 connections, our best
 row at least 5x MLServer's best throughput with p99 <= 20 ms; aim 650 req/s, p99 <= 10 ms)
-and serving.svg (throughput and p99 per row; matplotlib is not in the main env). Servers'
+and serving.svg (throughput and p99 per row, hand-written: matplotlib is not in the main env;
+serving.png beside it when rsvg-convert, Debian's librsvg2-bin, is installed). Servers'
 logs, wrk's output and the model go to .build/bench/serving/.
 """
 
@@ -358,10 +359,21 @@ def bar_text(b: dict) -> str:
     )
 
 
+def short_label(row: dict) -> str:
+    """The figure's name for a row's server."""
+    label = row["label"]
+    if row["server"] == "mlserver":
+        match = re.search(r"parallel_workers=(\d+)", label)
+        return f"MLServer, parallel_workers={match.group(1)}" if match else "MLServer"
+    if row["server"] == "naive":
+        return "kserve, naive pandas"
+    return label.replace("components.serving", "ours")
+
+
 def svg(rows: list[dict]) -> str:
     """Two horizontal bar charts side by side: req/s and p99 per row (hand-written SVG)."""
     ok = [r for r in rows if r.get("ok")]
-    label_w, chart_w, bar_h, gap, top = 330, 260, 16, 6, 40
+    label_w, chart_w, bar_h, gap, top = 300, 260, 16, 6, 40
     height = top + len(ok) * (bar_h + gap) + 30
     width = label_w + 2 * chart_w + 120
     colors = {"mlserver": "#c0504d", "naive": "#9b9b9b", "serving": "#2e75b6"}
@@ -393,7 +405,7 @@ def svg(rows: list[dict]) -> str:
 
     for i, r in enumerate(ok):
         y = top + i * (bar_h + gap) + bar_h - 4
-        text = f"{r['label']}, {r['workers']}w, {r['connections']} conn"
+        text = f"{short_label(r)}, {r['workers']}w, {r['connections']} conn"
         parts.append(f'<text x="{label_w - 8}" y="{y}" text-anchor="end">{text}</text>')
     aim = AIM_RPS if any(r["server"] == "serving" for r in ok) else None
     chart(label_w, "rps", "throughput (req/s); dashed: aim 650", aim)
@@ -818,8 +830,16 @@ def main(argv: list[str] | None = None) -> dict:
         + text
         + "\n"
     )
-    args.out.with_suffix(".svg").write_text(svg(results["rows"]))
-    print(f"wrote {args.out} (.md, .svg)")
+    figure = args.out.with_suffix(".svg")
+    figure.write_text(svg(results["rows"]))
+    written = ".md, .svg"
+    if shutil.which("rsvg-convert"):  # a PNG too where librsvg2-bin is installed
+        made = subprocess.run(
+            ["rsvg-convert", str(figure), "-o", str(figure.with_suffix(".png"))],
+            capture_output=True,
+        )
+        written += ", .png" if made.returncode == 0 else ""
+    print(f"wrote {args.out} ({written})")
     return results
 
 
