@@ -716,9 +716,24 @@ def measure(server: Server, conns: list[int], port: int, prep: dict, args, build
                 {**base, "connections": c, "ok": False, "error": f"check: {exc}"} for c in conns
             ]
         for c in conns:
-            if args.warmup > 0:
-                run_wrk(url, script, c, args.warmup, wrk_log)
-            figures = run_wrk(url, script, c, args.duration, wrk_log, group=proc.pid)
+            figures, attempts = None, 0
+            while attempts <= args.retries:
+                attempts += 1
+                if args.warmup > 0:
+                    run_wrk(url, script, c, args.warmup, wrk_log)
+                got_now = run_wrk(url, script, c, args.duration, wrk_log, group=proc.pid)
+                if figures is None or got_now["cpu_cores"]["other"] < figures["cpu_cores"]["other"]:
+                    figures = got_now
+                if figures["cpu_cores"]["other"] <= CLEAN_OTHER_CORES:
+                    break
+                if attempts <= args.retries:
+                    print(
+                        f"  {c} conn: other work took {got_now['cpu_cores']['other']} cores: "
+                        "measuring again",
+                        flush=True,
+                    )
+                    wait_quiet(args.wait_quiet)
+            figures["attempts"] = attempts
             ok = figures["errors"] == 0 and figures["requests"] > 0
             row = {**base, "connections": c, **figures, "ok": ok, "ready_s": ready_s}
             row["other_cores_before"] = quiet
@@ -757,6 +772,13 @@ def main(argv: list[str] | None = None) -> dict:
         help="OMP_NUM_THREADS of every server process (0: leave the environment's). With it "
         "unset, two processes' OpenMP threads fight over the 2 cores and the 2-process "
         "scikit-learn rows collapse (about 9 req/s at 8 connections, measured here)",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        help="measure a row again (keeping the cleanest) while other work on the machine took "
+        f"more than {CLEAN_OTHER_CORES} cores during it",
     )
     parser.add_argument("--mlserver-venv", type=Path, default=MLSERVER_VENV)
     parser.add_argument(
