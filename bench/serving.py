@@ -2,11 +2,12 @@
 MLServer's scikit-learn runtime, a naive KServe model and Loopline's server (components.serving).
 
     .venv/bin/python bench/serving.py [--duration 10] [--warmup 3] [--only mlserver,naive,serving]
-        [--omp-threads 1] [--wait-quiet 120] [--out bench/results/serving.json]
+        [--omp-threads 1] [--wait-quiet 120] [--retries 2] [--out bench/results/serving.json]
 
 Fits the Bikeshare gradient boosting pipeline as the training pipeline does (transform +
 HistGradientBoostingRegressor, tests/fitted.py), writes the MLflow model directory the
-registry stores (skops, signature, input example, Loopline's manifest), and one V2 JSON body
+registry stores (skops, signature, input example, request schema, check rows, Loopline's
+manifest: tests/serving.make_version, no MLflow server), and one V2 JSON body
 per server for the same raw eval row: one named input per column (FP64 floats, INT64 ints,
 BYTES strings); MLServer's body adds the pandas codec (``"content_type": "pd"``).
 
@@ -27,10 +28,15 @@ environment's): the same for all, and with it unset the 2-process scikit-learn r
 on 2 cores (each process's OpenMP threads spin against the other's).
 
 Before loading a server it sends the body once and checks that the prediction is
-scikit-learn's for that row (relative 1e-9): a wrong answer fails the run. Each row: wrk
+scikit-learn's for that row (relative 1e-9): a wrong answer fails that server's rows. Each row: wrk
 ``-t1 -c1`` or ``-t2 -c8`` for ``--warmup`` seconds (discarded), then ``--duration`` seconds
 with ``--latency``: requests/s, p50, p99, and errors (non-2xx responses and socket errors;
 any error fails the row). wrk shares the 2 cores with the server, the same for every row.
+
+The machine may be shared: before each server the benchmark waits (``--wait-quiet``) for
+other work to stop, records per row the CPU used by the server's processes, by wrk and by
+everything else (/proc), marks rows where other work took more than 0.25 cores, and measures
+such a row again (``--retries``), keeping the cleanest attempt.
 
 Writes bench/results/serving.json, serving.md (table and the bar: at 8 connections, our best
 row at least 5x MLServer's best throughput with p99 <= 20 ms; aim 650 req/s, p99 <= 10 ms)
