@@ -55,7 +55,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -476,10 +475,6 @@ def prepare(build: Path) -> dict:
     example = rows[columns].head(5)
     row = example.iloc[[0]]
     expected = float(model.predict(row)[0])
-    import joblib
-
-    if float(joblib.load(model_joblib).predict(row)[0]) != expected:
-        raise RuntimeError("model.joblib and the MLflow directory predict differently")
     record = {k: v.item() if hasattr(v, "item") else v for k, v in row.iloc[0].items()}
     dtypes = dict(example.dtypes.items())
     bodies = {
@@ -491,6 +486,7 @@ def prepare(build: Path) -> dict:
         (work / f"post_{name}.lua").write_text(lua_script(json.dumps(body)))
     return {
         "model_joblib": str(model_joblib.resolve()),
+        "model_joblib_sha256": artifacts.sha256_file(model_joblib),
         "mlflow_dir": str(Path(mlflow_dir).resolve()),
         "manifest_sha256": manifest_sha256,
         "expected": expected,
@@ -518,9 +514,10 @@ class Server:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    sys.path.insert(0, str(ROOT))
+    from pipelines.local_s3 import free_port as free
+
+    return free()
 
 
 def ensure_mlserver_venv(venv: Path) -> Path:
@@ -675,6 +672,8 @@ def plan(args, prep: dict, build: Path) -> tuple[list[tuple[Server, list[int], i
         port = free_port()
         cmd = [args.serving_python, str(ROOT / "bench" / "serving_naive_kserve.py")]
         cmd += ["--model-joblib", prep["model_joblib"], "--model-name", MODEL]
+        cmd += ["--sha256", prep["model_joblib_sha256"], "--sklearn-version"]
+        cmd += [prep["sklearn_version"]]
         cmd += ["--port", str(port), "--workers", "1"]
         runs.append(
             (Server("naive", "kserve 0.21, naive pandas model", 1, cmd, "plain"), [1, 8], port)
