@@ -66,6 +66,23 @@ lock: ## Re-resolve the requirement locks from the requirements.in files (slow; 
 engine: ## Make sure a Docker engine answers (install and start docker.io on Debian as root)
 	@images/engine.sh
 
+# Debian's nginx (the local traffic split and mirror), prometheus with promtool (the gates'
+# metrics, the alert rules' checks) and wrk (the serving benchmark's load).
+SYSTEM_TOOLS := nginx prometheus promtool wrk
+.PHONY: system
+system: ## Make sure nginx, prometheus, promtool and wrk are installed (apt-get install nginx-light prometheus wrk on Debian as root)
+	@missing=""; for t in $(SYSTEM_TOOLS); do \
+	  command -v $$t >/dev/null 2>&1 || [ -x /usr/sbin/$$t ] || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "system: installing nginx-light prometheus wrk (missing:$$missing)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      nginx-light prometheus wrk >/dev/null; \
+	  else \
+	    echo "system: missing:$$missing; install Debian's nginx-light, prometheus and wrk (or your system's packages of them)"; exit 1; \
+	  fi; \
+	fi; echo "system: nginx, prometheus, promtool and wrk are installed"
+
 .PHONY: base-image
 base-image: engine ## Pull python:3.11-slim-bookworm, or build an equivalent with debootstrap where it cannot be pulled
 	@mkdir -p .build
@@ -109,13 +126,13 @@ TFDV_TESTS := $(wildcard components/*/tests/test_tfdv_*.py)
 TUNER_TESTS := $(wildcard components/*/tests/test_tuner_*.py)
 
 .PHONY: test
-test: setup images lint ## Run every test: unit, kfp.local SubprocessRunner, DockerRunner end to end, TFDV and tuner envs
+test: setup system images lint ## Run every test: unit, kfp.local SubprocessRunner, DockerRunner end to end, TFDV and tuner envs
 	$(BIN)/python -m pytest $(addprefix --ignore=,$(TFDV_TESTS) $(TUNER_TESTS)) $(PYTEST_ARGS)
 	$(TUNER_VENV)/bin/python -m pytest -p no:cacheprovider $(TUNER_TESTS) $(PYTEST_ARGS)
 	TF_CPP_MIN_LOG_LEVEL=3 $(TFDV_VENV)/bin/python -m pytest -p no:cacheprovider -W ignore $(TFDV_TESTS) $(PYTEST_ARGS)
 
 .PHONY: demo
-demo: $(STAMP)/venv $(STAMP)/venv-mlflow $(STAMP)/venv-serving images ## The whole loop locally on the Bikeshare data, every task in its container
+demo: $(STAMP)/venv $(STAMP)/venv-mlflow $(STAMP)/venv-serving system images ## The whole loop locally on the Bikeshare data, every task in its container
 	$(BIN)/python examples/bikeshare/demo.py --pipeline-root $(PIPELINE_ROOT)
 
 .PHONY: clean
