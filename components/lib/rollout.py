@@ -487,8 +487,16 @@ class Rollout:
                 reference_window_seconds=self.policy.window_seconds
                 + max(0.0, self.clock() - state["rollout_started"]),
             )
-            self.checks.append(check.as_dict())
             state["checks"] += 1
+            self.checks.append(
+                {
+                    **check.as_dict(),
+                    "check": state["checks"],
+                    "step": state["step"],
+                    "percent": percent,
+                    "time": _now_iso(self.clock),
+                }
+            )
             log.info(
                 "model %s version %s, %s step %d (%d%%): %s (%s)",
                 self.model,
