@@ -83,6 +83,9 @@ KEYS = {
     "reason": "reason",  # why it ended (or paused)
     "action": "action",  # operator: promote | rollback
     "action_reason": "action-reason",
+    # An operator's record (manifests/rollout's overlays and `loopline rollout` write them).
+    "action_version": "action-version",  # the candidate version the action was about
+    "actor": "actor",  # who decided
 }
 RUNNING, PAUSED, PROMOTING, ROLLING_BACK = "running", "paused", "promoting", "rolling_back"
 PROMOTED, ROLLED_BACK, DEPLOYED = "promoted", "rolled_back", "deployed"
@@ -626,6 +629,8 @@ class Rollout:
                 "reason": "",
                 "action": "",
                 "action_reason": "",
+                "action_version": "",
+                "actor": "",
             }
         )
         return state
