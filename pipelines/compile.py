@@ -28,6 +28,7 @@ from components.find_champion.component import find_champion
 from components.ingest.component import ingest
 from components.push.component import push
 from components.register.component import register
+from components.rollout.component import rollout, settle
 from components.train.component import train
 from components.transform.component import transform
 from components.tune.component import tune
@@ -51,6 +52,8 @@ TARGETS = [
     (decision_relay, "components/evaluate/decision_relay.yaml"),
     (register, "components/register/component.yaml"),
     (push, "components/push/component.yaml"),
+    (rollout, "components/rollout/component.yaml"),
+    (settle, "components/rollout/settle.yaml"),
     (training_pipeline, "pipelines/training/pipeline.yaml"),
 ]
 

@@ -157,7 +157,8 @@ def run_training(tracking_uri):
     the registry (the pipeline's default names the cluster's in-namespace service) and the
     model name is the test's own, so no test judges against another test's champion.
     Containers reach the loopback server through the host network (init_docker's
-    ``network_mode="host"``)."""
+    ``network_mode="host"``). ``serving_target="none"``: kfp.local has no Kubernetes API,
+    so the run stops after register (the exit handler, settle, then touches nothing)."""
     import uuid
 
     from pipelines.training.pipeline import training_pipeline
@@ -167,6 +168,7 @@ def run_training(tracking_uri):
     def run(**kwargs):
         kwargs.setdefault("mlflow_tracking_uri", tracking_uri)
         kwargs.setdefault("model_name", name)
+        kwargs.setdefault("serving_target", "none")
         return training_pipeline(**kwargs)
 
     return run

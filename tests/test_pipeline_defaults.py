@@ -197,8 +197,9 @@ def test_hash_split_with_defaults_otherwise_works(bikeshare_csv, tmp_path):
     assert not (days[0] & days[1]) and not (days[1] & days[2]) and sum(map(len, days)) == 365
 
 
-# Tasks that read something mutable by name (a snapshot URI, the registry): never cached.
-NEVER_CACHED = ["find-champion", "ingest", "register", "register-2"]
+# Tasks that read something mutable by name (a snapshot URI, the registry, the cluster):
+# never cached.
+NEVER_CACHED = ["find-champion", "ingest", "register", "register-2", "push", "rollout", "settle"]
 
 
 def test_tasks_that_read_mutable_state_are_never_cached_and_the_rest_are():
@@ -270,3 +271,87 @@ def test_model_type_has_one_source_the_search_space():
 def test_pipeline_description_names_both_tuning_backends():
     description = SPEC["pipelineInfo"]["description"]
     assert "Optuna" in description and "Katib" in description
+
+
+def _conditions_of(task_name: str) -> list[str]:
+    """The trigger conditions of every group enclosing ``task_name``, innermost first, and
+    the exit handler's name when it is inside one."""
+    parents = {}  # component name -> (enclosing component name, task name that runs it)
+    for holder, component in [("root", SPEC["root"]), *SPEC["components"].items()]:
+        for name, task in component.get("dag", {}).get("tasks", {}).items():
+            parents[task["componentRef"]["name"]] = (holder, name, task)
+    holder = next(
+        h
+        for h, c in [("root", SPEC["root"]), *SPEC["components"].items()]
+        if task_name in c.get("dag", {}).get("tasks", {})
+    )
+    out = []
+    while holder != "root":
+        holder, name, task = parents[holder]
+        if "condition" in task.get("triggerPolicy", {}):
+            out.append(task["triggerPolicy"]["condition"])
+        if name.startswith("exit-handler"):
+            out.append(name)
+    return out
+
+
+def test_a_promoted_version_is_pushed_and_rolled_out_under_the_settle_exit_handler():
+    assert DEFAULTS["serving_target"] == "kserve"  # on a cluster, the loop closes
+    for task in ("push", "rollout"):
+        where = _conditions_of(task)
+        assert where[0] == "inputs.parameter_values['pipelinechannel--serving_target'] == 'kserve'"
+        assert "decision-relay-Output'] == 'promote'" in where[1]
+        assert where[2].startswith("exit-handler")
+    exit_group = _conditions_of("push")[2]
+    settle_task = SPEC["root"]["dag"]["tasks"]["settle"]
+    assert settle_task["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+    assert settle_task["dependentTasks"] == [exit_group]
+    assert _conditions_of("register") == _conditions_of("push")[1:]  # register is in it too
+    # settle reads the same serving parameters, and serving_target (none: a no-op).
+    params = settle_task["inputs"]["parameters"]
+    for name, source in {
+        "model_name": "model_name",
+        "mlflow_tracking_uri": "mlflow_tracking_uri",
+        "namespace": "serving_namespace",
+        "deployment_mode": "deployment_mode",
+        "serving_target": "serving_target",
+    }.items():
+        assert params[name] == {"componentInputParameter": source}, name
+    # The rollout waits for push (the serving copy) and rolls out register's version.
+    rollout_task = _tasks()["rollout"]
+    assert rollout_task["dependentTasks"] == ["push"]
+    assert rollout_task["inputs"]["parameters"]["model_version"]["componentInputParameter"] == (
+        "pipelinechannel--register-version"
+    )
+
+
+def test_the_deployment_defaults_work_together_on_a_cluster():
+    from components.lib.inferenceservice import MODES
+    from components.rollout import executor as rollout_exec
+
+    assert DEFAULTS["deployment_mode"] in MODES
+    assert DEFAULTS["serving_target"] in rollout_exec.SERVING_TARGETS
+    assert DEFAULTS["serving_namespace"] == ""  # the run's own namespace
+    policy = rollout_exec.load_policy(DEFAULTS["rollout_policy"])
+    assert policy.strategy == "canary" and policy.steps == (10, 25, 50, 100)
+    assert DEFAULTS["prometheus_url"].startswith("http://")
+    assert DEFAULTS["models_bucket"] == "loopline-models"  # manifests/serving's Secret names it
+    # push copies to the pipeline's object store with the pipeline's S3 credentials.
+    executors = SPEC["deploymentSpec"]["executors"]
+    push_task = _tasks()["push"]
+    assert push_task["inputs"]["parameters"]["s3_endpoint"] == {
+        "componentInputParameter": "pipelinechannel--s3_endpoint"
+    }
+    label = SPEC["components"][push_task["componentRef"]["name"]]["executorLabel"]
+    assert label in executors
+    platform = yaml.safe_load_all(PIPELINE_YAML.read_text())
+    next(platform)
+    secrets = next(platform)["platforms"]["kubernetes"]["deploymentSpec"]["executors"][label]
+    assert secrets["secretAsEnv"][0]["secretNameParameter"] == {
+        "componentInputParameter": "pipelinechannel--s3_credentials_secret"
+    }
+    assert not secrets["secretAsEnv"][0].get("optional")  # push cannot copy without them
+    assert {m["envVar"] for m in secrets["secretAsEnv"][0]["keyToEnv"]} == {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    }

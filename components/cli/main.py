@@ -13,16 +13,17 @@ import traceback
 from collections.abc import Sequence
 
 from components import __version__
-from components.cli import registry
+from components.cli import registry, rollout
 from components.cli.common import CliError
 from components.lib import logs
 
 # The command groups, in --help order: each a module with add_commands(subparsers).
-GROUPS = (registry,)
+GROUPS = (registry, rollout)
 
 EPILOG = """\
 Every command that talks to the MLflow tracking server takes --tracking-uri (default: the
-MLFLOW_TRACKING_URI environment variable). Run `loopline GROUP --help` and
+MLFLOW_TRACKING_URI environment variable); the rollout commands also reach the Kubernetes
+API (in-cluster config in a pod, else the kube config: --kubeconfig, --context). Run `loopline GROUP --help` and
 `loopline GROUP COMMAND --help` for the details of each.
 """
 
@@ -30,8 +31,8 @@ MLFLOW_TRACKING_URI environment variable). Run `loopline GROUP --help` and
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="loopline",
-        description="Loopline: the model registry and, in later versions, rollouts, schedules "
-        "and pipeline submission, from the command line.",
+        description="Loopline: the model registry and rollouts on KServe and, in later "
+        "versions, schedules and pipeline submission, from the command line.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

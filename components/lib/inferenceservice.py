@@ -452,6 +452,50 @@ def tagged_url(obj: Mapping | None, tag: str) -> str | None:
     return None
 
 
+# ----------------------------------------------------------------------------- the API
+
+
+NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def cluster_api(kubeconfig: str | None = None, context: str | None = None):
+    """A ``kubernetes.client.CustomObjectsApi``: the pod's service account in a cluster (when
+    neither ``kubeconfig`` nor ``context`` is given), else the kube config (``kubeconfig``,
+    default ``$KUBECONFIG`` or ``~/.kube/config``, and its ``context``). Raises
+    :class:`DeploymentError` naming both when neither is there."""
+    from kubernetes import client, config
+
+    if kubeconfig is None and context is None:
+        try:
+            config.load_incluster_config()
+            return client.CustomObjectsApi()
+        except config.ConfigException as exc:
+            in_cluster = str(exc)
+    else:
+        in_cluster = "not tried (a kube config was named)"
+    try:
+        config.load_kube_config(config_file=kubeconfig, context=context)
+    except (config.ConfigException, OSError) as exc:
+        raise DeploymentError(
+            f"no Kubernetes API configuration: in-cluster: {in_cluster}; kube config "
+            f"{kubeconfig or '(default)'}: {exc}"
+        ) from exc
+    return client.CustomObjectsApi()
+
+
+def pod_namespace(namespace: str = "") -> str:
+    """``namespace``, or the pod's own (its service account's mounted namespace file)."""
+    if namespace:
+        return namespace
+    try:
+        with open(NAMESPACE_FILE) as fh:
+            return fh.read().strip()
+    except OSError as exc:
+        raise DeploymentError(
+            f"no namespace given and none mounted at {NAMESPACE_FILE} (not in a pod?)"
+        ) from exc
+
+
 # ----------------------------------------------------------------------------- the Deployment
 
 

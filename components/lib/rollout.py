@@ -83,6 +83,9 @@ KEYS = {
     "reason": "reason",  # why it ended (or paused)
     "action": "action",  # operator: promote | rollback
     "action_reason": "action-reason",
+    # An operator's record (manifests/rollout's overlays and `loopline rollout` write them).
+    "action_version": "action-version",  # the candidate version the action was about
+    "actor": "actor",  # who decided
 }
 RUNNING, PAUSED, PROMOTING, ROLLING_BACK = "running", "paused", "promoting", "rolling_back"
 PROMOTED, ROLLED_BACK, DEPLOYED = "promoted", "rolled_back", "deployed"
@@ -487,8 +490,16 @@ class Rollout:
                 reference_window_seconds=self.policy.window_seconds
                 + max(0.0, self.clock() - state["rollout_started"]),
             )
-            self.checks.append(check.as_dict())
             state["checks"] += 1
+            self.checks.append(
+                {
+                    **check.as_dict(),
+                    "check": state["checks"],
+                    "step": state["step"],
+                    "percent": percent,
+                    "time": _now_iso(self.clock),
+                }
+            )
             log.info(
                 "model %s version %s, %s step %d (%d%%): %s (%s)",
                 self.model,
@@ -618,6 +629,8 @@ class Rollout:
                 "reason": "",
                 "action": "",
                 "action_reason": "",
+                "action_version": "",
+                "actor": "",
             }
         )
         return state

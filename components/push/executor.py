@@ -24,7 +24,13 @@ from collections.abc import Callable
 
 from components.lib import artifacts, registry, storage
 from components.lib.deployment import Deployment, ModelRef
-from components.lib.inferenceservice import MODES, SERVICE_ACCOUNT, KServeDeployment, check_name
+from components.lib.inferenceservice import (
+    MODES,
+    SERVICE_ACCOUNT,
+    KServeDeployment,
+    check_name,
+    cluster_api,
+)
 
 log = logging.getLogger("loopline.push")
 
@@ -62,13 +68,7 @@ def current_namespace(namespace: str) -> str:
 def cluster_deployment(name: str, namespace: str, mode: str, service_account: str) -> Deployment:
     """A :class:`KServeDeployment` over the cluster's API: the pod's service account in a
     cluster, else the local kube config."""
-    from kubernetes import client, config
-
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    return KServeDeployment(client.CustomObjectsApi(), name, namespace, mode, service_account)
+    return KServeDeployment(cluster_api(), name, namespace, mode, service_account)
 
 
 def copy_version(

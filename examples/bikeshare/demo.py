@@ -328,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
                     window_end=end,
                     model_name=MODEL_NAME,
                     mlflow_tracking_uri=server.url,
+                    # No Kubernetes API here: the champion is served below, not on KServe.
+                    serving_target="none",
                 )
             except RuntimeError as exc:
                 run_dir = local_run.latest_run(root, "loopline-training")

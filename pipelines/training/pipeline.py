@@ -1,4 +1,6 @@
-"""The training pipeline: ingest -> validate (TFDV) -> data gate -> transform -> tune -> train.
+"""The training pipeline: ingest -> validate (TFDV) -> data gate -> transform -> tune -> train
+-> evaluate -> register, and for a promoted version push -> rollout on KServe (the exit
+handler settles the rollout whatever happens to the run).
 
 Compiled to ``pipeline.yaml`` beside this file by ``make compile``.
 """
@@ -10,7 +12,9 @@ from components.evaluate.component import decision_relay, evaluate
 from components.find_champion.component import find_champion
 from components.ingest.component import ingest
 from components.lib.storage import S3_SECRET_KEYS
+from components.push.component import push
 from components.register.component import register
+from components.rollout.component import rollout, settle
 from components.train.component import train
 from components.transform.component import transform
 from components.tune.component import tune
@@ -35,6 +39,11 @@ RESOURCES = {
     "decision": ("100m", "256Mi", "512Mi"),
     "evaluate": ("1", "1Gi", "4Gi"),
     "register": ("500m", "1Gi", "2Gi"),
+    # push downloads the version from the registry and uploads it (a model is a few MiB);
+    # rollout and settle wait on the API and Prometheus (mlflow-skinny's import: ~0.3 GiB).
+    "push": ("250m", "512Mi", "2Gi"),
+    "rollout": ("100m", "512Mi", "1Gi"),
+    "settle": ("100m", "512Mi", "1Gi"),
 }
 
 
@@ -47,7 +56,9 @@ def _sized(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
     name="loopline-training",
     description="Loopline training pipeline: ingest a snapshot into versioned splits, validate every split "
     "with TFDV (schema anomalies, and drift above the policy's block level, stop the batch here), fit the "
-    "transform on train, tune (Optuna in the pipeline, or a Katib Experiment), train the model with lineage.",
+    "transform on train, tune (Optuna in the pipeline, or a Katib Experiment), train the model with lineage, "
+    "evaluate it against the champion, register it, and roll a promoted version out on KServe (canary "
+    "judged by Prometheus gates; serving_target none stops after register).",
 )
 def training_pipeline(
     source_uri: str,
@@ -76,6 +87,12 @@ def training_pipeline(
     model_name: str = "bikeshare",
     mlflow_tracking_uri: str = "http://mlflow:5000",
     evaluation_config: str = "bikeshare",
+    serving_target: str = "kserve",
+    serving_namespace: str = "",
+    deployment_mode: str = "knative",
+    models_bucket: str = "loopline-models",
+    prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090",
+    rollout_policy: str = "canary",
 ):
     """Trains a Loopline model from a data snapshot.
 
@@ -120,6 +137,24 @@ def training_pipeline(
             run's own (profile) namespace.
         evaluation_config: The evaluation gate's config (bundled name, path in the image, or
             JSON): metrics, slices, thresholds, scorecard weights, minimum effect.
+        serving_target: ``kserve``: a promoted version is pushed and rolled out on its KServe
+            InferenceService (named ``model_name``), under an exit handler (``settle``) that
+            leaves the InferenceService and the registry consistent if the run fails midway.
+            ``none``: the run stops after register (kfp.local runs, which have no Kubernetes
+            API, and ``make demo``). The model's first version is deployed at 100% by push
+            and needs no rollout; later ones go through the rollout policy.
+        serving_namespace: The InferenceService's namespace; empty: the run's own.
+        deployment_mode: ``knative`` (Serverless: ``canaryTrafficPercent``) or ``standard``
+            (RawDeployment: ``spec.canary[]``); an existing InferenceService keeps its own.
+        models_bucket: The bucket on ``s3_endpoint`` (credentials from
+            ``s3_credentials_secret``) that push copies the version to, for KServe's storage
+            initializer; it must exist (manifests/serving).
+        prometheus_url: The Prometheus that scrapes the model servers: the rollout's gates
+            (the default: kube-prometheus-stack's ``prometheus-operated`` Service in
+            namespace ``monitoring``).
+        rollout_policy: The rollout policy: a bundled name (``canary``: steps 10, 25, 50,
+            100%, error rate / p99 latency / prediction divergence gates), a path in the
+            image, or JSON / YAML text (components/rollout/README.md).
     """
     # The champion (the registry's production version): the drift baseline and the model the
     # challenger must beat. An explicit baseline_statistics overrides the champion's.
@@ -244,9 +279,50 @@ def training_pipeline(
         mlflow_tracking_uri=mlflow_tracking_uri,
         pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
     )
-    with dsl.If(relay.output == "promote", name="promoted"):
-        promoted = register(decision="promote", **registered).set_display_name("register")
-        _sized(promoted.set_caching_options(False), "register")
-    with dsl.Else(name="rejected"):
-        rejected = register(decision="reject", **registered).set_display_name("register")
-        _sized(rejected.set_caching_options(False), "register")
+    serving = dict(
+        model_name=model_name,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        namespace=serving_namespace,
+        deployment_mode=deployment_mode,
+    )
+    # The exit handler runs when the group below ends, however it ends: a rollout that the
+    # run left midway is rolled back (a paused one is left to the operator), and the
+    # registry made to agree. With serving_target none it touches nothing. (An exit task
+    # may take only pipeline parameters, and dsl.ExitHandler must be at the top level.)
+    settled = settle(
+        serving_target=serving_target, pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, **serving
+    ).set_display_name("settle")
+    _sized(settled.set_caching_options(False), "settle")
+    with dsl.ExitHandler(settled, name="register-and-deploy"):
+        with dsl.If(relay.output == "promote", name="promoted"):
+            promoted = register(decision="promote", **registered).set_display_name("register")
+            _sized(promoted.set_caching_options(False), "register")
+            with dsl.If(serving_target == "kserve", name="deploy"):
+                pushed = push(
+                    model_version=promoted.outputs["version"],
+                    s3_endpoint=s3_endpoint,
+                    s3_secure=s3_secure,
+                    bucket=models_bucket,
+                    **serving,
+                ).set_display_name("push")
+                _sized(pushed.set_caching_options(False), "push")
+                kubernetes.use_secret_as_env(
+                    pushed,
+                    secret_name=s3_credentials_secret,
+                    secret_key_to_env=S3_SECRET_KEYS,
+                )
+                rolled = (
+                    rollout(
+                        model_version=promoted.outputs["version"],
+                        prometheus_url=prometheus_url,
+                        policy=rollout_policy,
+                        pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                        **serving,
+                    )
+                    .after(pushed)
+                    .set_display_name("rollout")
+                )
+                _sized(rolled.set_caching_options(False), "rollout")
+        with dsl.Else(name="rejected"):
+            rejected = register(decision="reject", **registered).set_display_name("register")
+            _sized(rejected.set_caching_options(False), "register")

@@ -43,6 +43,7 @@ def test_first_run_promotes_to_production_and_the_same_model_again_is_rejected(
         search_space=small_search(max_trials=3, parallel_trials=1),
         model_name=name,
         mlflow_tracking_uri=tracking_uri,
+        serving_target="none",  # no Kubernetes API under kfp.local: stop after register
     )
 
     training_pipeline(**arguments)

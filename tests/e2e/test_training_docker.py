@@ -133,7 +133,8 @@ def test_bad_snapshot_fails_the_run_with_the_cause(
     out = capfd.readouterr()
     assert "header (3 columns) but no data rows" in out.out + out.err
     run_dir = local_run.latest_run(local_pipeline_root, "loopline-training")
-    assert local_run.ran_tasks(run_dir) <= {"find-champion"}  # nothing after ingest ran
+    # Nothing after ingest ran but the exit handler (settle: serving_target none, a no-op).
+    assert local_run.ran_tasks(run_dir) <= {"find-champion", "settle"}
 
 
 def test_a_task_container_that_exits_at_once_reports_its_exit_code(built_images, docker_engine):

@@ -30,6 +30,7 @@ ALL_TASKS = {
     "evaluate",
     "decision-relay",
     "register",
+    "settle",  # the exit handler: serving_target none, it touches nothing
 }
 
 
@@ -99,12 +100,14 @@ def test_corpus_batch_is_stopped_before_transform(
     logs = capfd.readouterr()
     ran = local_run.ran_tasks(run_dir)
     if case.stage == "ingest":
-        assert failed == "ingest" and ran <= {"find-champion"}, (failed, ran)
+        assert failed == "ingest" and ran <= {"find-champion", "settle"}, (failed, ran)
         assert case.expect in logs.out + logs.err
         return
     # Validation finished and named the column; the gate itself failed; nothing after it ran.
     assert failed == "data-gate", failed
-    assert ran == {"find-champion", "ingest", "validate-data"}, ran
+    assert ran == {"find-champion", "ingest", "validate-data", "settle"}, (
+        ran
+    )  # settle: exit handler
     found = json.loads((run_dir / "validate-data" / "anomalies" / "anomalies.json").read_text())
     assert {"column": case.column, "kind": case.expect} in [
         {"column": a["column"], "kind": a["kind"]} for a in found["anomalies"]
@@ -126,12 +129,13 @@ def test_defect_in_the_newest_rows_is_stopped_at_the_gate_naming_the_holdout(
         run_training, local_pipeline_root, source, quiet=True, stream=terminal
     )
     assert failed == "data-gate"
-    assert local_run.ran_tasks(run_dir) == {"find-champion", "ingest", "validate-data"}
+    assert local_run.ran_tasks(run_dir) == {"find-champion", "ingest", "validate-data", "settle"}
     assert local_run.task_states(run_dir, failed) == {
         "find-champion": "succeeded",
         "ingest": "succeeded",
         "validate-data": "succeeded",
         "data-gate": "failed",
+        "settle": "succeeded",  # the exit handler runs however the run ends
     }  # and transform, tune, train never ran
     found = json.loads((run_dir / "validate-data" / "anomalies" / "anomalies.json").read_text())
     assert {(a["dataset"], a["column"], a["kind"]) for a in found["anomalies"]} == {
