@@ -383,8 +383,10 @@ _GAUGES: dict | None = None
 
 
 def _gauges() -> dict | None:
-    """loopline_rollout_step / _percent / _failed_checks / _inconclusive_checks in this
-    process's default prometheus_client registry (None without prometheus_client)."""
+    """The rollout's gauges (the names manifests/monitoring's rules and dashboard read):
+    loopline_rollout_step, _traffic_percent, _failed_checks, _inconclusive_checks and
+    _last_transition_timestamp_seconds, in this process's default prometheus_client registry
+    (None without prometheus_client)."""
     global _GAUGES
     if _GAUGES is None:
         try:
@@ -395,7 +397,14 @@ def _gauges() -> dict | None:
         _GAUGES = {
             "step": Gauge("loopline_rollout_step", "The rollout's step index", labels),
             "percent": Gauge(
-                "loopline_rollout_percent", "The candidate's percent of live traffic", labels
+                "loopline_rollout_traffic_percent",
+                "The candidate's percent of live traffic",
+                labels,
+            ),
+            "transition": Gauge(
+                "loopline_rollout_last_transition_timestamp_seconds",
+                "Unix time of the rollout's last step change",
+                labels,
             ),
             "failed": Gauge("loopline_rollout_failed_checks", "Failed checks so far", labels),
             "inconclusive": Gauge(
@@ -475,7 +484,16 @@ class Rollout:
             if stopped is not None:
                 return stopped
             action = (ann.get(key("action")) or "").strip()
-            if action:
+            about = (ann.get(key("action_version")) or "").strip()
+            if action and about and about != self.version:
+                # An action written for another candidate (a stale overlay): not this one's.
+                log.error(
+                    "ignoring %s %r: it names version %s, the candidate is %s",
+                    key("action"), action, about, self.version,
+                )  # fmt: skip
+                self.deployment.annotate({key("action"): "", key("action_reason"): ""})
+                self._annotate({"reason": f"ignored {action!r} for version {about}"})
+            elif action:
                 return self._operator(action, ann.get(key("action_reason")) or "")
 
             check = gates_lib.evaluate(
@@ -749,6 +767,9 @@ class Rollout:
         if gauges is None:
             return
         labels = (self.model, self.version, self.policy.strategy)
+        if getattr(self, "_gauged_step", None) != state["step"]:
+            gauges["transition"].labels(*labels).set(self.clock())
+            self._gauged_step = state["step"]
         gauges["step"].labels(*labels).set(state["step"])
         gauges["percent"].labels(*labels).set(percent)
         gauges["failed"].labels(*labels).set(state["failed"])

@@ -357,6 +357,28 @@ def test_an_operator_annotation_is_honoured_at_the_next_check(serving, prom, act
     assert "operator" in reg.moves[-1][-1] and "ticket 42" in reg.moves[-1][-1]
 
 
+@pytest.mark.prometheus
+def test_an_operator_action_for_another_version_is_ignored(serving, prom):
+    """A stale overlay (its action-version names an earlier candidate) does not act."""
+    name = "roll-op-stale"
+    dep = FakeDeployment(ref(name, "1"), rate=RATE)
+    reg = fake_registry(name, "1", "2")
+    live(serving, prom, name, dep, v1={}, v2={})
+
+    def stale_rollback_after_first_check(seconds):
+        if dep.annotations.get(key("checks")) == "1" and key("reason") not in dep.annotations:
+            dep.annotate({key("action"): "rollback", key("action_version"): "9"})
+        time.sleep(seconds)
+
+    out = Rollout(
+        dep, reg, prom.url, policy(), name, ref(name, "2"), sleep=stale_rollback_after_first_check
+    ).run()
+
+    assert out.phase == rollout.PROMOTED, out
+    assert reg.states[(name, "2")] == "production"
+    assert ("rollback",) not in calls(dep)
+
+
 # --------------------------------------------------------------------------- blue-green
 
 
