@@ -22,8 +22,8 @@ import logging
 import tempfile
 from collections.abc import Callable
 
-from components.lib import artifacts, registry, storage
-from components.lib.deployment import Deployment, ModelRef
+from components.lib import artifacts, inferenceservice, registry, storage
+from components.lib.deployment import Deployment, DeploymentError, ModelRef
 from components.lib.inferenceservice import (
     MODES,
     SERVICE_ACCOUNT,
@@ -36,7 +36,6 @@ log = logging.getLogger("loopline.push")
 
 MODELS_PREFIX = "models"
 REFUSED_STATES = ("rejected", "rolled_back")
-NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 DeploymentFactory = Callable[[str, str, str, str], Deployment]
 
@@ -50,19 +49,6 @@ def storage_uri(bucket: str, model_name: str, manifest_sha256: str) -> str:
     if not bucket or "/" in bucket:
         raise PushError(f"bucket {bucket!r}: a bucket name, without '/'")
     return f"s3://{bucket}/{MODELS_PREFIX}/{model_name}/{manifest_sha256}/"
-
-
-def current_namespace(namespace: str) -> str:
-    """``namespace``, or the pod's own (the service account's mounted namespace file)."""
-    if namespace:
-        return namespace
-    try:
-        with open(NAMESPACE_FILE) as fh:
-            return fh.read().strip()
-    except OSError as exc:
-        raise PushError(
-            f"no namespace given and none mounted at {NAMESPACE_FILE} (not in a pod?)"
-        ) from exc
 
 
 def cluster_deployment(name: str, namespace: str, mode: str, service_account: str) -> Deployment:
@@ -132,7 +118,10 @@ def run(
     written = copy_version(reg, version, uri, s3_endpoint, s3_secure)
     reg.set_serving_uri(model_name, version.version, uri)
 
-    namespace = current_namespace(namespace)
+    try:
+        namespace = inferenceservice.pod_namespace(namespace)
+    except DeploymentError as exc:
+        raise PushError(str(exc)) from exc
     factory = deployment_factory or cluster_deployment
     dep = factory(model_name, namespace, deployment_mode, service_account)
     ref = ModelRef(model_name, version.version, uri, version.manifest_sha256)
