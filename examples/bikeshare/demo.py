@@ -10,6 +10,10 @@ model has no champion, passes the evaluation gate's thresholds and becomes produ
 on January to September (validated against the champion's training statistics, judged
 against the champion on the same holdout: promoted to staging or rejected, with reasons).
 After each run it prints the gate's decision, its scorecard and the registry's state.
+Then it serves the champion in the serving image, and rolls the staging version out against
+it with the progressive-delivery engine on real parts (serving containers behind nginx,
+Prometheus scraping them, a client replaying October rows; ``--rollout-policy`` picks the
+canary, blue-green or shadow policy in ``rollout/``), printing each check and the registry.
 Tasks run with kfp.local.DockerRunner on the images ``make images`` built; containers
 share the host network to reach the endpoint.
 
