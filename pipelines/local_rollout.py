@@ -123,6 +123,44 @@ def _children(pid: int) -> set[int]:
     return out
 
 
+def shadow_agreement(
+    capture_dir: str | Path,
+    stable: str,
+    candidate: str,
+    since: float = 0.0,
+    tolerance: float = 1.0,
+    min_pairs: int = 20,
+) -> float | None:
+    """A shadow's agreement with the stable version: the share of mirrored requests whose
+    candidate prediction is within ``tolerance`` of the stable one, the two versions' captured
+    rows (``capture_dir``, files written since ``since``, epoch seconds) joined on request id
+    (nginx gives the mirrored copy the same id). None under ``min_pairs`` joined requests (the
+    gate is then inconclusive). The value of a ``shadow_agreement`` gate's probe."""
+    import pandas as pd
+
+    frames = []
+    for path in Path(capture_dir).rglob("*.parquet"):
+        with contextlib.suppress(OSError, ValueError):  # a file being written: the next check
+            if path.stat().st_mtime >= since:
+                frames.append(
+                    pd.read_parquet(path, columns=["request_id", "model_version", "prediction"])
+                )
+    if not frames:
+        return None
+    rows = pd.concat(frames)
+    by_version = {
+        v: rows[rows["model_version"] == v].drop_duplicates("request_id")
+        for v in (stable, candidate)
+    }
+    joined = by_version[stable].merge(
+        by_version[candidate], on="request_id", suffixes=("_stable", "_candidate")
+    )
+    if len(joined) < min_pairs:
+        return None
+    gap = (joined["prediction_stable"] - joined["prediction_candidate"]).abs()
+    return float((gap <= tolerance).mean())
+
+
 def _ref(data: dict | None) -> ModelRef | None:
     if not data:
         return None

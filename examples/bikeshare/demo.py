@@ -10,6 +10,10 @@ model has no champion, passes the evaluation gate's thresholds and becomes produ
 on January to September (validated against the champion's training statistics, judged
 against the champion on the same holdout: promoted to staging or rejected, with reasons).
 After each run it prints the gate's decision, its scorecard and the registry's state.
+Then it serves the champion in the serving image, and rolls the staging version out against
+it with the progressive-delivery engine on real parts (serving containers behind nginx,
+Prometheus scraping them, a client replaying October rows; ``--rollout-policy`` picks the
+canary, blue-green or shadow policy in ``rollout/``), printing each check and the registry.
 Tasks run with kfp.local.DockerRunner on the images ``make images`` built; containers
 share the host network to reach the endpoint.
 
@@ -222,18 +226,7 @@ def serve_champion(tracking_uri: str, artifacts_destination: str, store) -> None
         session = requests.Session()
         latencies, predictions = [], []
         for i, row in rows.iterrows():
-            event = pd.Timestamp("2011-01-01", tz="UTC") + pd.Timedelta(
-                days=int(row["day"]) - 1, hours=int(row["hr"])
-            )
-            body = {
-                "id": f"demo-{i}",
-                "parameters": {"event_time": event.isoformat()},
-                "inputs": [
-                    {"name": m["name"], "shape": [1], "datatype": m["datatype"],
-                     "data": [row[m["name"]].item() if hasattr(row[m["name"]], "item") else row[m["name"]]]}
-                    for m in meta
-                ],
-            }  # fmt: skip
+            body = v2_request(row, meta, f"demo-{i}")
             sent = time.perf_counter()
             answer = session.post(
                 f"{server.url}/v2/models/{MODEL_NAME}/infer", json=body, timeout=10
@@ -282,6 +275,190 @@ def serve_champion(tracking_uri: str, artifacts_destination: str, store) -> None
         server.stop()
 
 
+ROLLOUT_POLICIES = HERE / "rollout"  # canary.yaml (the default), blue_green.yaml, shadow.yaml
+ROLLOUT_RATE = 30.0  # live requests per second: October 2011 rows, replayed through nginx
+
+
+def v2_request(row, meta: list[dict], request_id: str) -> dict:
+    """One Bikeshare row as a V2 request, its event time set (day of year and hour)."""
+    import pandas as pd
+
+    event = pd.Timestamp("2011-01-01", tz="UTC") + pd.Timedelta(
+        days=int(row["day"]) - 1, hours=int(row["hr"])
+    )
+    return {
+        "id": request_id,
+        "parameters": {"event_time": event.isoformat()},
+        "inputs": [
+            {"name": m["name"], "shape": [1], "datatype": m["datatype"],
+             "data": [row[m["name"]].item() if hasattr(row[m["name"]], "item") else row[m["name"]]]}
+            for m in meta
+        ],
+    }  # fmt: skip
+
+
+class ReplayClient:
+    """A background client: October rows, one per request, ``rate`` per second through
+    ``url`` (the route), each answer counted by the version that gave it (or the failure)."""
+
+    def __init__(self, url: str, bodies: list[dict], rate: float = ROLLOUT_RATE):
+        import threading
+        from collections import Counter
+
+        self.url, self.bodies, self.rate = url, bodies, rate
+        self.answers: Counter = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ReplayClient:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        import requests
+
+        session, began, n = requests.Session(), time.monotonic(), 0
+        while not self._stop.is_set():
+            wait = began + n / self.rate - time.monotonic()
+            if wait > 0 and self._stop.wait(wait):
+                return
+            body = dict(self.bodies[n % len(self.bodies)], id=f"rollout-{n}")
+            n += 1
+            try:
+                answer = session.post(
+                    f"{self.url}/v2/models/{MODEL_NAME}/infer",
+                    json=body,
+                    headers={"x-request-id": body["id"]},
+                    timeout=10,
+                )
+                self.answers[
+                    f"version {answer.json()['model_version']}"
+                    if answer.ok
+                    else f"HTTP {answer.status_code}"
+                ] += 1
+            except requests.RequestException as exc:
+                self.answers[type(exc).__name__] += 1
+
+
+def roll_out_challenger(tracking_uri: str, root: Path, policy_path: Path) -> bool:
+    """The staging version rolled out against the champion with the progressive-delivery
+    engine (``components/lib/rollout.py``) on real parts (``pipelines/local_rollout.py``):
+    a serving container per version behind nginx (the Knative route's weights), Prometheus
+    scraping both (the gates' PromQL), a client replaying October rows through the route.
+    Prints one line per check and the registry at the end; everything stops on the way out.
+    Returns whether the challenger was promoted."""
+    import pandas as pd
+    import requests
+
+    from components.lib.deployment import ModelRef
+    from components.lib.registry import Registry
+    from components.lib.rollout import Rollout, RolloutPolicy, key
+    from pipelines.local_rollout import LocalDeployment, shadow_agreement
+
+    registry = Registry(tracking_uri, actor="demo-rollout")
+    champion = registry.champion(MODEL_NAME)
+    staging = [v for v in registry.versions(MODEL_NAME) if v.state == "staging"]
+    if champion is None or not staging:
+        print("\ndemo: rollout skipped: no champion, or no version in staging to roll out")
+        return False
+    challenger = staging[-1]
+    policy = RolloutPolicy.load(policy_path)
+    work = root / "rollout"
+    shutil.rmtree(work, ignore_errors=True)  # a fresh deployment: no state from an earlier demo
+    refs = {}
+    for version in (champion, challenger):
+        # The registry's copy, verified file by file against its manifest, in a local folder
+        # (LocalDeployment copies it and mounts it at /mnt/models, as KServe's storage
+        # initializer would); the server checks it against the same manifest_sha256.
+        path = registry.download(
+            MODEL_NAME, version.version, str(work / "download" / version.version)
+        )
+        refs[version.version] = ModelRef(MODEL_NAME, version.version, path, version.manifest_sha256)
+    print(
+        f"\ndemo: progressive delivery ({policy.strategy}, {policy_path.name}): version "
+        f"{challenger.version} (staging) against version {champion.version} (production); "
+        f"serving containers behind nginx, Prometheus scraping them, {ROLLOUT_RATE:.0f} "
+        "October rows per second through the route"
+    )
+
+    class Printed(LocalDeployment):
+        """Prints each check as the engine records it."""
+
+        def annotate(self, values):
+            super().annotate(values)
+            if values.get(key("verdict")):
+                check = json.loads(values[key("verdict")])
+                ann, gates = self.state["annotations"], check["gates"]
+
+                def show(name, fmt):
+                    value = gates.get(name)
+                    return "n/a" if value is None else format(float(value), fmt)
+
+                requests_seen = check["requests"]
+                print(
+                    f"demo:   {time.monotonic() - began:5.1f} s  step {ann.get(key('step'))} "
+                    f"{ann.get(key('percent')):>3}%  requests "
+                    f"{'n/a' if requests_seen is None else f'{requests_seen:.0f}':>4}  error rate "
+                    f"{show('error_rate', '.3f')}  p99 {show('latency_p99', '.4f')} s  "
+                    f"divergence {show('prediction_divergence', '.3f')}"
+                    + (f"  agreement {show('shadow_agreement', '.2f')}" if "shadow_agreement" in gates else "")
+                    + f"  {check['verdict'].upper()}"
+                )  # fmt: skip
+
+    began = time.monotonic()
+    with Printed(work, capture=policy.strategy == "shadow", progress=lambda line: None) as local:
+        local.deploy(refs[champion.version])
+        local.wait_ready(policy.ready_timeout_seconds)
+        meta = requests.get(f"{local.url}/v2/models/{MODEL_NAME}", timeout=5).json()["inputs"]
+        data = pd.read_csv(SNAPSHOT)
+        october = data[data["mnth"] == "Oct"].reset_index(drop=True)
+        bodies = [v2_request(row, meta, "") for _, row in october.iterrows()]
+        print(
+            f"demo:   version {champion.version} serves at {local.url} (nginx), Prometheus at "
+            f"{local.prometheus_url}, in {time.monotonic() - began:.1f} s"
+        )
+
+        def smoke(url: str, count: int) -> None:  # blue-green: the candidate's own route
+            session = requests.Session()
+            for i in range(count):
+                session.post(
+                    f"{url}/v2/models/{MODEL_NAME}/infer", json=bodies[i % len(bodies)], timeout=10
+                )
+
+        since = time.time()
+        probes = {
+            "shadow_agreement": lambda: shadow_agreement(
+                local.capture_dir, champion.version, challenger.version, since, tolerance=50.0
+            )
+        }
+        with ReplayClient(local.url, bodies) as client:
+            time.sleep(2)  # the champion's requests reach Prometheus' window first
+            began = time.monotonic()
+            outcome = Rollout(
+                local, registry, local.prometheus_url, policy, MODEL_NAME,
+                refs[challenger.version], smoke=smoke, probes=probes,
+            ).run()  # fmt: skip
+            took = time.monotonic() - began
+            time.sleep(1)
+        print(
+            f"demo:   {outcome.phase.upper()} in {took:.1f} s: {outcome.reason[:300]}\n"
+            f"demo:   the client's answers: "
+            + ", ".join(f"{k}: {n}" for k, n in sorted(client.answers.items()))
+        )
+    print("demo: registry after the rollout:\n" + "\n".join(registry_state(tracking_uri)))
+    print(
+        "demo: the other strategies, on the same versions (a fresh demo run):\n"
+        f"  blue-green: python examples/bikeshare/demo.py --rollout-policy {ROLLOUT_POLICIES / 'blue_green.yaml'}\n"
+        f"  shadow:     python examples/bikeshare/demo.py --rollout-policy {ROLLOUT_POLICIES / 'shadow.yaml'}\n"
+        "  (each file is a RolloutPolicy: strategy, windows, gates; --no-rollout skips this step)"
+    )  # fmt: skip
+    return outcome.phase == "promoted"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -296,6 +473,16 @@ def main(argv: list[str] | None = None) -> int:
         "--serve",
         action="store_true",
         help="keep the MLflow server and object store up after the runs (Ctrl-C ends them)",
+    )
+    parser.add_argument(
+        "--rollout-policy",
+        type=Path,
+        default=ROLLOUT_POLICIES / "canary.yaml",
+        help="the rollout of the staging version: a policy file (rollout/canary.yaml, "
+        "blue_green.yaml, shadow.yaml)",
+    )
+    parser.add_argument(
+        "--no-rollout", action="store_true", help="skip the progressive rollout of version 2"
     )
     args = parser.parse_args(argv)
     logs.setup(logging.WARNING)
@@ -346,6 +533,12 @@ def main(argv: list[str] | None = None) -> int:
         except RuntimeError as exc:
             print(f"demo: FAILED serving the champion: {exc}")
             return 1
+        if not args.no_rollout:
+            try:
+                roll_out_challenger(server.url, root, args.rollout_policy)
+            except Exception as exc:  # noqa: BLE001 - the demo reports it; the containers stopped
+                print(f"demo: FAILED rolling out the challenger: {type(exc).__name__}: {exc}")
+                return 1
         print_artifacts(run_dir)
         print(
             f"demo: finished in {time.monotonic() - started:.1f} s; task logs in {run_dir / 'logs'}. "
