@@ -178,6 +178,10 @@ class LooplineModel(kserve.Model):
             metrics.LATENCY.labels(self.name, self.version, protocol)
         metrics.ERRORS.labels(self.name, self.version, "internal")
         metrics.ROWS.labels(self.name, self.version)
+        if self.loaded.task == "regression":
+            metrics.prediction_histogram(self.loaded.prediction_buckets).labels(
+                self.name, self.version
+            )
         # Everything loaded so far lives as long as the process: keep it out of the garbage
         # collector's scans (a full collection over the model's objects is a latency spike).
         gc.collect()
