@@ -768,3 +768,16 @@ def test_the_runner_role_may_drive_a_rollout_and_its_shadow():
     }
     assert {"get", "create", "patch", "delete"} <= rules[("serving.kserve.io", "inferenceservices")]
     assert {"get", "create", "delete"} <= rules[("networking.istio.io", "virtualservices")]
+
+
+def test_the_setup_job_creates_the_bucket_push_writes_to_by_default():
+    import inspect
+
+    from pipelines.training.pipeline import training_pipeline
+
+    job = by_kind_and_name(render(SERVING))[("Job", "loopline-capture-bucket-setup")]
+    (mc,) = job["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in mc["env"]}
+    default = inspect.signature(training_pipeline.pipeline_func).parameters["models_bucket"].default
+    assert env["MODELS_BUCKET"] == default
+    assert 'mc mb --ignore-existing "store/$MODELS_BUCKET"' in mc["args"][0]
