@@ -194,7 +194,19 @@ def test_the_monitoring_kustomization_renders_the_rule_and_the_dashboard():
     assert set(objects) == {
         ("PrometheusRule", "loopline"),
         ("ConfigMap", "loopline-grafana-dashboards"),
+        ("PodMonitor", "loopline-model-servers"),
     }
+    # The PodMonitor (no CRD schema here either): every InferenceService's predictor pods,
+    # on the port and path the ServingRuntime's server listens on.
+    monitor = objects[("PodMonitor", "loopline-model-servers")]
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    runtime = yaml.safe_load((ROOT / "manifests" / "serving" / "servingruntime.yaml").read_text())
+    (server,) = runtime["spec"]["containers"]
+    assert endpoint["targetPort"] == server["ports"][0]["containerPort"]
+    assert endpoint["path"] == runtime["metadata"]["annotations"]["prometheus.kserve.io/path"]
+    (selector,) = monitor["spec"]["selector"]["matchExpressions"]
+    assert selector == {"key": "serving.kserve.io/inferenceservice", "operator": "Exists"}
     rule = objects[("PrometheusRule", "loopline")]
     # no CRD schema for it here: its structure as the Prometheus Operator reads it
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
