@@ -269,7 +269,7 @@ def serve_champion(tracking_uri: str, artifacts_destination: str, store) -> None
             f"by event time ({hours[0] if hours else '-'} .. {hours[-1] if hours else '-'})"
         )
         metrics = requests.get(f"{server.url}/metrics", timeout=5).text.splitlines()
-        shown = [ln for ln in metrics if ln.startswith(("loopline_requests_total{", "loopline_request_errors_total{", "loopline_model_info{"))]  # fmt: skip
+        shown = [ln for ln in metrics if not ln.endswith(" 0.0") and ln.startswith(("loopline_requests_total{", "loopline_request_errors_total{", "loopline_model_info{"))]  # fmt: skip
         print("demo:   metrics (/metrics):\n" + "\n".join(f"demo:     {ln}" for ln in shown))
     finally:
         server.stop()
