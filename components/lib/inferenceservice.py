@@ -483,6 +483,13 @@ def cluster_api(kubeconfig: str | None = None, context: str | None = None):
     return client.CustomObjectsApi()
 
 
+def cluster_deployment(
+    name: str, namespace: str, mode: str, service_account: str, api=None, **kw
+) -> KServeDeployment:
+    """A :class:`KServeDeployment` over ``api``, else the cluster's (:func:`cluster_api`)."""
+    return KServeDeployment(api or cluster_api(), name, namespace, mode, service_account, **kw)
+
+
 def pod_namespace(namespace: str = "") -> str:
     """``namespace``, or the pod's own (its service account's mounted namespace file)."""
     if namespace:

@@ -810,15 +810,21 @@ class Rollout:
 # --------------------------------------------------------------------------- endings
 
 
-def _finish_promote(deployment, registry, model, reason, clock=time.time) -> Outcome:
-    """Intent (phase promoting), the serving side, the registry, then phase promoted."""
+def _candidate(deployment, model: str, action: str):
+    """(traffic, annotations, the candidate version): the rollout's, else the deployment's."""
     traffic = deployment.get()
     ann = traffic.annotations if traffic else {}
     version = ann.get(key("candidate")) or (
         traffic.candidate.version if traffic and traffic.candidate else ""
     )
     if not version:
-        raise RolloutError(f"model {model}: no rollout or candidate to promote")
+        raise RolloutError(f"model {model}: no rollout or candidate to {action}")
+    return traffic, ann, version
+
+
+def _finish_promote(deployment, registry, model, reason, clock=time.time) -> Outcome:
+    """Intent (phase promoting), the serving side, the registry, then phase promoted."""
+    traffic, ann, version = _candidate(deployment, model, "promote")
     now = _now_iso(clock)
     deployment.annotate({key("phase"): PROMOTING, key("reason"): reason, key("updated"): now})
     if traffic is not None and traffic.candidate is not None:
@@ -837,13 +843,7 @@ def _finish_promote(deployment, registry, model, reason, clock=time.time) -> Out
 
 def _finish_rollback(deployment, registry, model, reason, clock=time.time) -> Outcome:
     """Intent (phase rolling_back), the serving side, the registry, then phase rolled_back."""
-    traffic = deployment.get()
-    ann = traffic.annotations if traffic else {}
-    version = ann.get(key("candidate")) or (
-        traffic.candidate.version if traffic and traffic.candidate else ""
-    )
-    if not version:
-        raise RolloutError(f"model {model}: no rollout or candidate to roll back")
+    traffic, ann, version = _candidate(deployment, model, "roll back")
     if traffic is not None and traffic.stable is not None and traffic.stable.version == version:
         raise RolloutError(
             f"model {model} version {version} already is the stable version (promoted); roll "

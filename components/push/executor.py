@@ -27,9 +27,7 @@ from components.lib.deployment import Deployment, DeploymentError, ModelRef
 from components.lib.inferenceservice import (
     MODES,
     SERVICE_ACCOUNT,
-    KServeDeployment,
     check_name,
-    cluster_api,
 )
 
 log = logging.getLogger("loopline.push")
@@ -49,12 +47,6 @@ def storage_uri(bucket: str, model_name: str, manifest_sha256: str) -> str:
     if not bucket or "/" in bucket:
         raise PushError(f"bucket {bucket!r}: a bucket name, without '/'")
     return f"s3://{bucket}/{MODELS_PREFIX}/{model_name}/{manifest_sha256}/"
-
-
-def cluster_deployment(name: str, namespace: str, mode: str, service_account: str) -> Deployment:
-    """A :class:`KServeDeployment` over the cluster's API: the pod's service account in a
-    cluster, else the local kube config."""
-    return KServeDeployment(cluster_api(), name, namespace, mode, service_account)
 
 
 def copy_version(
@@ -122,7 +114,7 @@ def run(
         namespace = inferenceservice.pod_namespace(namespace)
     except DeploymentError as exc:
         raise PushError(str(exc)) from exc
-    factory = deployment_factory or cluster_deployment
+    factory = deployment_factory or inferenceservice.cluster_deployment
     dep = factory(model_name, namespace, deployment_mode, service_account)
     ref = ModelRef(model_name, version.version, uri, version.manifest_sha256)
     traffic = dep.get()

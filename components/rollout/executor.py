@@ -32,7 +32,7 @@ from pathlib import Path
 from components.lib import inferenceservice, registry
 from components.lib import rollout as engine
 from components.lib.deployment import ModelRef
-from components.lib.inferenceservice import MODES, SERVICE_ACCOUNT, KServeDeployment, check_name
+from components.lib.inferenceservice import MODES, SERVICE_ACCOUNT, check_name
 
 log = logging.getLogger("loopline.rollout")
 
@@ -69,12 +69,6 @@ def load_policy(ref: str) -> engine.RolloutPolicy:
 
 def _actor(pipeline_run_id: str) -> str:
     return f"{DEFAULT_ACTOR} (pipeline run {pipeline_run_id})" if pipeline_run_id else DEFAULT_ACTOR
-
-
-def _deployment(api, model_name, namespace, mode, service_account, **kw) -> KServeDeployment:
-    if api is None:
-        api = inferenceservice.cluster_api()
-    return KServeDeployment(api, model_name, namespace, mode, service_account, **kw)
 
 
 def run(
@@ -119,8 +113,8 @@ def run(
         raise RolloutInputError(f"model {model_name} version {version.version} has no manifest")
     candidate = ModelRef(model_name, version.version, version.serving_uri, version.manifest_sha256)
     namespace = inferenceservice.pod_namespace(namespace)
-    dep = _deployment(
-        api, model_name, namespace, deployment_mode, service_account, validate=validate, poll=poll
+    dep = inferenceservice.cluster_deployment(
+        model_name, namespace, deployment_mode, service_account, api, validate=validate, poll=poll
     )
     before = dep.get()
     stable_before = before.stable.version if before and before.stable else ""
@@ -209,7 +203,9 @@ def settle_run(
     if not tracking_uri:
         raise RolloutInputError("no mlflow_tracking_uri: settling makes the registry agree")
     namespace = inferenceservice.pod_namespace(namespace)
-    dep = _deployment(api, model_name, namespace, deployment_mode, service_account)
+    dep = inferenceservice.cluster_deployment(
+        model_name, namespace, deployment_mode, service_account, api
+    )
     if dep.get() is None:
         return {
             **result,
