@@ -60,3 +60,13 @@ def registrable_model(folder: Path, csv: Path) -> tuple[str, dict, pd.DataFrame]
     }
     example = pd.read_parquet(folder / "eval").head(5)
     return str(folder / "model"), lineage, example
+
+
+def register_in(registry, trained, name: str, *states: str) -> str:
+    """Registers ``trained`` (what :func:`registrable_model` returns) as a new version of
+    ``name`` and moves it through ``states``; returns the version."""
+    model_dir, lineage, example = trained
+    version = registry.register(name, model_dir, lineage, f"s3://stats/{name}", example).version
+    for state in states:
+        registry.transition(name, version, state, reason=f"test: to {state}")
+    return version

@@ -104,11 +104,9 @@ def registry(tracking_uri):
 
 
 def register(registry, trained, name: str, *states: str) -> str:
-    model_dir, lineage, example = trained
-    version = registry.register(name, model_dir, lineage, f"s3://stats/{name}", example).version
-    for state in states:
-        registry.transition(name, version, state, reason=f"test: to {state}")
-    return version
+    from tests.fitted import register_in
+
+    return register_in(registry, trained, name, *states)
 
 
 @pytest.fixture(scope="module")

@@ -115,10 +115,9 @@ def registry(tracking_uri):
 
 def register(registry, trained, name: str, *states: str) -> ModelRef:
     """A version in ``states`` with a serving copy recorded (as push leaves it)."""
-    model_dir, lineage, example = trained
-    version = registry.register(name, model_dir, lineage, f"s3://stats/{name}", example).version
-    for state in states:
-        registry.transition(name, version, state, reason=f"test: to {state}")
+    from tests.fitted import register_in
+
+    version = register_in(registry, trained, name, *states)
     sha = registry.get(name, version).manifest_sha256
     uri = f"s3://loopline-models/models/{name}/{sha}/"
     registry.set_serving_uri(name, version, uri)
