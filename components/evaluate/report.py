@@ -8,9 +8,9 @@ in the Markdown such values sit in code spans that none of their characters can 
 
 from __future__ import annotations
 
-import html as html_lib
 import math
-import re
+
+from components.lib import reporting
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.2em;color:#222;max-width:70em}
@@ -24,29 +24,7 @@ th{background:#f4f4f4;text-align:left} .num{text-align:right;font-variant-numeri
 CHALLENGER, CHAMPION, GREY = "#4a78c2", "#e08a2c", "#999"
 
 
-def _esc(value) -> str:
-    return html_lib.escape(str(value))
-
-
-def _num(value, digits: int = 4) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    if value == 0 or 1e-3 <= abs(value) < 1e6:
-        return f"{value:,.{digits}g}"
-    return f"{value:.{digits - 1}e}"
-
-
-def _md(value, in_table: bool = True) -> str:
-    """``value`` as a Markdown code span (no newline, no cell-ending ``|``)."""
-    text = re.sub(r"\s+", " ", str(value))
-    if in_table:
-        text = text.replace("|", "\\|")
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * (longest + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
+_esc, _num, _md = reporting.esc, reporting.num, reporting.md_code
 
 
 # --------------------------------------------------------------------------- Markdown

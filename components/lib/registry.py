@@ -131,6 +131,10 @@ MODEL_ARTIFACT_PATH = "model"
 EXTRA_FILE_PREFIX = "loopline_"
 REQUEST_SCHEMA_FILE = "loopline_request_schema.json"
 CHECK_DATA_FILE = "loopline_check_rows.parquet"
+# The monitoring reference train computed (detect_drift reads it, never the training data):
+# the drift profile of the training split and the eval split's rows with target and prediction.
+DRIFT_PROFILE_FILE = "loopline_drift_profile.json"
+REFERENCE_ROWS_FILE = "loopline_reference_rows.parquet"
 EXPERIMENT_PREFIX = "loopline-models/"
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")

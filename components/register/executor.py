@@ -21,6 +21,13 @@ files for the serving image:
   only the model's input columns (``feature_names_in_``, no target), at most
   :data:`CHECK_ROWS_MAX` (a deterministic sample in holdout order when larger): the serving
   image checks its fast predict path against scikit-learn on them at load.
+
+And the monitoring reference train wrote beside ``model.joblib``, for detect_drift:
+
+* ``loopline_drift_profile.json`` (:data:`registry.DRIFT_PROFILE_FILE`): the training split's
+  drift profile (:mod:`components.lib.drift`), the predictions' and the columns' importance.
+* ``loopline_reference_rows.parquet`` (:data:`registry.REFERENCE_ROWS_FILE`): the eval split's
+  inputs, target and prediction (the performance baseline and estimator's reference).
 """
 
 from __future__ import annotations
@@ -41,6 +48,11 @@ EXAMPLE_ROWS = 5
 # validate_data's request schema in its statistics folder, and its format
 # (components/validate_data/schema.py; not imported: that module needs the TFDV image).
 STATISTICS_REQUEST_SCHEMA = "schema.json"
+# What train writes beside model.joblib -> its name in the registry version.
+MONITORING_FILES = {
+    "drift_profile.json": registry.DRIFT_PROFILE_FILE,
+    "reference_rows.parquet": registry.REFERENCE_ROWS_FILE,
+}
 REQUEST_SCHEMA_FORMAT = "loopline-request-schema-1"
 CHECK_ROWS_MAX = 20_000
 CHECK_ROWS_SEED = 0
@@ -216,6 +228,14 @@ def run(
             CHECK_ROWS_SEED,
         )
     extra_files[registry.CHECK_DATA_FILE] = rows.to_parquet(index=False)
+    # The monitoring reference train wrote beside model.joblib (older models have none:
+    # detect_drift then says it cannot monitor that version).
+    for written, kept in MONITORING_FILES.items():
+        path = Path(model_dir, written)
+        if path.is_file():
+            extra_files[kept] = path.read_bytes()
+        else:
+            log.warning("the model has no %s: detect_drift cannot monitor this version", written)
 
     reg = registry.Registry(tracking_uri)
     reg.ping()
@@ -261,6 +281,7 @@ def run(
         "request_schema": schema_bytes is not None,
         "check_rows": len(rows),
         "check_rows_sampled": sampled,
+        "monitoring_reference": all(k in extra_files for k in MONITORING_FILES.values()),
     }
 
 

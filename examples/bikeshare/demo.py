@@ -127,7 +127,7 @@ def print_artifacts(run_dir: Path) -> None:
 
 # The two runs: the first model has no champion (judged on thresholds alone, it becomes
 # production); the second, trained on more of the year, is judged against it.
-RUNS = [("January to June", "1", "182"), ("January to September", "1", "274")]
+RUNS = [("January to June", "1", "182")]
 MODEL_NAME = "bikeshare"
 
 
@@ -176,26 +176,62 @@ def print_judgement(run_dir: Path, tracking_uri: str) -> None:
     print("\n".join(registry_state(tracking_uri)))
 
 
-SERVED_ROWS = 200  # requests sent to the champion: October 2011 hours, one row each
 CAPTURE = f"s3://{BUCKET}/capture"
 
 
-def serve_champion(tracking_uri: str, artifacts_destination: str, store) -> None:
-    """The champion in the serving image, as KServe would run it, with real requests.
+# The monitored windows: served traffic replayed through the serving container with each
+# row's own event time, then judged by the continuous-training pipeline. The first is the
+# training period itself (no drift expected: the control); July and August are new seasons.
+# Labels (the real counts) arrive for July and August before their windows are judged.
+WINDOWS = (
+    ("training period (January-April)", "2011-01-01T00", "2011-05-01T00", False),
+    ("July", "2011-07-01T00", "2011-08-01T00", True),
+    ("August", "2011-08-01T00", "2011-09-01T00", True),
+)
+RETRAIN_DAYS = ("1", "244")  # a retrain trains on the snapshot's days [1, 244): January to August
+
+
+def _hours(start: str, end: str) -> int:
+    import pandas as pd
+
+    return int((pd.Timestamp(end) - pd.Timestamp(start)) / pd.Timedelta(hours=1))
+
+
+def _window_rows(data, start: str, end: str):
+    import pandas as pd
+
+    event = pd.Timestamp("2011-01-01", tz="UTC") + pd.to_timedelta(data["day"] - 1, unit="D") + pd.to_timedelta(data["hr"].astype(int), unit="h")
+    inside = (event >= pd.Timestamp(start, tz="UTC")) & (event < pd.Timestamp(end, tz="UTC"))
+    return data[inside.to_numpy()].reset_index(drop=True)  # fmt: skip
+
+
+def _metric(text: str, name: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") or line.startswith(name + " ")
+    )
+
+
+def serve_and_monitor(tracking_uri: str, artifacts_destination: str, store, root: Path, timeline) -> None:
+    """The champion in the serving image, as KServe would run it, with real requests; then the
+    loop's second half, window by window.
 
     The container gets the ServingRuntime's arguments plus the version and the registry to
     verify it against; it fetches the version from the object store, checks its manifest
     against the registry's record, and captures every request to ``CAPTURE``. The demo sends
-    it one-row V2 requests for hours it never trained on (their event time set), one bad
-    request, and shows the answers, the server's metrics and the captured rows.
+    it one bad request, then replays each of :data:`WINDOWS` as one-row V2 requests with
+    their event times, waits until the capture holds them, writes the window's labels
+    (``loopline labels``' library) when they have arrived, and runs the continuous-training
+    pipeline on the window: read the capture -> validate (serving environment) ->
+    detect_drift -> retrain when the policy says so (the training pipeline, nested).
     """
-    import io
     import statistics
 
     import pandas as pd
-    import pyarrow.parquet as pq
     import requests
 
+    from components.lib import window as capture_window
     from components.lib.registry import Registry
     from pipelines import local_serving
 
@@ -219,60 +255,112 @@ def serve_champion(tracking_uri: str, artifacts_destination: str, store) -> None
             (ln for ln in server.logs().splitlines() if "ready in" in ln), "ready"
         ).split("loopline.serving ", 1)[-1]
         print(f"demo:   {ready_line} ({time.monotonic() - began:.1f} s with the container)")
+        timeline.append(f"version {champion.version} serves (the serving image, capture to {CAPTURE})")
         data = pd.read_csv(SNAPSHOT)
-        rows = data[data["mnth"] == "Oct"].head(SERVED_ROWS).reset_index(drop=True)
         # The model's inputs as the server describes them (V2 model metadata).
         meta = requests.get(f"{server.url}/v2/models/{MODEL_NAME}", timeout=5).json()["inputs"]
         session = requests.Session()
-        latencies, predictions = [], []
-        for i, row in rows.iterrows():
-            body = v2_request(row, meta, f"demo-{i}")
-            sent = time.perf_counter()
-            answer = session.post(
-                f"{server.url}/v2/models/{MODEL_NAME}/infer", json=body, timeout=10
-            )
-            latencies.append(time.perf_counter() - sent)
-            answer.raise_for_status()
-            predictions.append(answer.json()["outputs"][0]["data"][0])
-        error = (pd.Series(predictions) - rows["bikers"]).pow(2).mean() ** 0.5
-        print(
-            f"demo:   {len(rows)} one-row V2 requests (October 2011, never trained on): "
-            f"median {statistics.median(latencies) * 1000:.1f} ms per request from Python, "
-            f"RMSE {error:.1f} against the real counts"
-        )
-        for i in range(3):
-            print(
-                f"demo:     request demo-{i} (day {rows.loc[i, 'day']}, {rows.loc[i, 'hr']}h): "
-                f"predicted {predictions[i]:.0f}, actual {rows.loc[i, 'bikers']}"
-            )
+        body = v2_request(data.iloc[0], meta, "demo-bad")
         bad = json.loads(json.dumps(body))
         bad["inputs"][[m["name"] for m in meta].index("hr")]["data"] = [31]
         answer = session.post(f"{server.url}/v2/models/{MODEL_NAME}/infer", json=bad, timeout=10)
         print(
             f"demo:   a bad request (hr = 31): HTTP {answer.status_code} {answer.json()['error']}"
         )
-        deadline = time.monotonic() + 30
-        captured = []
+        sent = 0
+        bucket, prefix = CAPTURE[len("s3://") :].split("/", 1)
         client = store.client()
-        while time.monotonic() < deadline and len(captured) < len(rows):
-            captured = []
-            for obj in client.list_objects(BUCKET, prefix="capture/", recursive=True):
-                blob = client.get_object(BUCKET, obj.object_name).read()
-                captured += [
-                    (obj.object_name, r["request_id"])
-                    for r in pq.read_table(io.BytesIO(blob)).to_pylist()
-                ]
-            time.sleep(0.5)
-        hours = sorted({name.split("/hour=")[1].split("/")[0] for name, _ in captured})
-        print(
-            f"demo:   captured {len(captured)} rows to {CAPTURE} in {len(hours)} hour partitions "
-            f"by event time ({hours[0] if hours else '-'} .. {hours[-1] if hours else '-'})"
-        )
-        metrics = requests.get(f"{server.url}/metrics", timeout=5).text.splitlines()
-        shown = [ln for ln in metrics if not ln.endswith(" 0.0") and ln.startswith(("loopline_requests_total{", "loopline_request_errors_total{", "loopline_model_info{"))]  # fmt: skip
-        print("demo:   metrics (/metrics):\n" + "\n".join(f"demo:     {ln}" for ln in shown))
+        for number, (label, start, end, labelled) in enumerate(WINDOWS, 1):
+            rows = _window_rows(data, start, end)
+            latencies, predictions = [], []
+            tag = f"w{number}"
+            for i, row in rows.iterrows():
+                request = v2_request(row, meta, f"{tag}-{i}")
+                t0 = time.perf_counter()
+                answer = session.post(
+                    f"{server.url}/v2/models/{MODEL_NAME}/infer", json=request, timeout=10
+                )
+                latencies.append(time.perf_counter() - t0)
+                answer.raise_for_status()
+                predictions.append(answer.json()["outputs"][0]["data"][0])
+            sent += len(rows)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                text = requests.get(f"{server.url}/metrics", timeout=5).text
+                if _metric(text, "loopline_capture_rows_written_total") >= sent:
+                    break
+                time.sleep(0.5)
+            error = (pd.Series(predictions) - rows["bikers"]).pow(2).mean() ** 0.5
+            print(
+                f"\ndemo: window {number} of {len(WINDOWS)}, {label} [{start}, {end}): replayed "
+                f"{len(rows)} hourly rows as one-row V2 requests (median "
+                f"{statistics.median(latencies) * 1000:.1f} ms), captured to {CAPTURE}; "
+                f"RMSE {error:.1f} against the real counts"
+            )
+            if labelled:
+                labels = pd.DataFrame(
+                    {"request_id": [f"{tag}-{i}" for i in range(len(rows))],
+                     "label": rows["bikers"].astype(float)}
+                )  # fmt: skip
+                key = capture_window.write_labels(
+                    client, bucket, capture_window.labels_prefix(prefix), MODEL_NAME, labels
+                )
+                print(f"demo:   labels arrived: {len(labels)} request ids -> s3://{bucket}/{key}")
+            decided = run_monitoring(tracking_uri, store, root, start, end)
+            if decided is None:
+                raise RuntimeError(f"the continuous-training run of window {number} failed")
+            timeline.append(
+                f"window {number} ({label}): "
+                + ("RETRAIN" if decided["should_retrain"] else "no retrain")
+                + f": {decided['reason']}"
+            )
+            if decided.get("retrained"):
+                timeline.append(decided["retrained"])
     finally:
         server.stop()
+
+
+def run_monitoring(tracking_uri: str, store, root: Path, start: str, end: str) -> dict | None:
+    """One continuous-training run on the window [start, end); prints its decision and, when
+    it retrained, the nested training's gate. Returns detect_drift's result (None: failed)."""
+    from pipelines.continuous_training.pipeline import continuous_training_pipeline
+
+    print("demo:   continuous-training run; tasks:")
+    try:
+        continuous_training_pipeline(
+            source_uri=f"s3://{BUCKET}/{KEY}",
+            capture_uri=CAPTURE,
+            window_end=end,
+            window_hours=_hours(start, end),
+            training_window_start=RETRAIN_DAYS[0],
+            training_window_end=RETRAIN_DAYS[1],
+            s3_endpoint=store.endpoint,
+            s3_secure=False,
+            model_name=MODEL_NAME,
+            mlflow_tracking_uri=tracking_uri,
+            serving_target="none",
+        )
+    except RuntimeError as exc:
+        run_dir = local_run.latest_run(root, CT_PIPELINE)
+        task = local_run.failed_task(exc) or "?"
+        print(f"demo: FAILED in task {task}; logs in {run_dir / 'logs'}")
+        return None
+    run_dir = local_run.latest_run(root, CT_PIPELINE)
+    result = json.loads((run_dir / "detect-drift" / "result" / "result.json").read_text())
+    summary = (run_dir / "detect-drift" / "summary").read_text().splitlines()
+    print("\n".join(f"  {line}" for line in summary[:SUMMARY_LINES]))
+    print(f"demo:   report: {run_dir / 'detect-drift' / 'report'} (HTML)")
+    if result["should_retrain"] and (run_dir / "evaluate").exists():
+        print_judgement(run_dir, tracking_uri)
+        evaluation = json.loads((run_dir / "evaluate" / "evaluation" / "evaluation.json").read_text())
+        result["retrained"] = (
+            f"retrained on days [{RETRAIN_DAYS[0]}, {RETRAIN_DAYS[1]}) (the nested training pipeline): "
+            f"evaluation gate {evaluation['decision'].upper()}"
+        )
+    return result
+
+
+CT_PIPELINE = "loopline-continuous-training"
 
 
 ROLLOUT_POLICIES = HERE / "rollout"  # canary.yaml (the default), blue_green.yaml, shadow.yaml
@@ -459,6 +547,16 @@ def roll_out_challenger(tracking_uri: str, root: Path, policy_path: Path) -> boo
     return outcome.phase == "promoted"
 
 
+class Timeline:
+    """The loop's events with the time since the demo started, printed at the end."""
+
+    def __init__(self, started: float):
+        self.started, self.events = started, []
+
+    def append(self, event: str) -> None:
+        self.events.append((time.monotonic() - self.started, event))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -491,6 +589,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")
 
     started = time.monotonic()
+    timeline = Timeline(started)
     root = local_run.prepare_pipeline_root(args.pipeline_root)
     store = start_object_store()
     server = None
@@ -528,18 +627,25 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             print_judgement(local_run.latest_run(root, "loopline-training"), server.url)
         run_dir = local_run.latest_run(root, "loopline-training")
+        timeline.append("version 1 trained on January-June 2011 and promoted (the first version)")
         try:
-            serve_champion(server.url, server.artifacts_destination, store)
+            serve_and_monitor(server.url, server.artifacts_destination, store, root, timeline)
         except RuntimeError as exc:
-            print(f"demo: FAILED serving the champion: {exc}")
+            print(f"demo: FAILED serving or monitoring the champion: {exc}")
             return 1
         if not args.no_rollout:
             try:
-                roll_out_challenger(server.url, root, args.rollout_policy)
+                promoted = roll_out_challenger(server.url, root, args.rollout_policy)
             except Exception as exc:  # noqa: BLE001 - the demo reports it; the containers stopped
                 print(f"demo: FAILED rolling out the challenger: {type(exc).__name__}: {exc}")
                 return 1
+            timeline.append(
+                "the retrained version's rollout: " + ("PROMOTED to production" if promoted else "not promoted")
+            )
         print_artifacts(run_dir)
+        print("\ndemo: the loop, as it happened:")
+        for at, event in timeline.events:
+            print(f"  {at:6.1f} s  {event}")
         print(
             f"demo: finished in {time.monotonic() - started:.1f} s; task logs in {run_dir / 'logs'}. "
             f"With --serve the MLflow UI and `loopline registry list --tracking-uri {server.url}` "
