@@ -365,9 +365,7 @@ def _rejected_retrains(transitions: list[Transition], since: datetime | None) ->
     return [
         t.time
         for t in transitions
-        if t.to_state in FINAL_STATES
-        and t.version in registered
-        and registered[t.version] >= since
+        if t.to_state in FINAL_STATES and t.version in registered and registered[t.version] >= since
     ]
 
 
