@@ -44,6 +44,15 @@ compare-and-set on aliases and no alias history):
   alias are views of it, written right after the log entry; a process that died in between
   leaves them behind, and the next change under the lock repairs them. The log answers
   "which version served production at time T" (:meth:`Registry.production_at`).
+* **Monitoring log.** Each monitored window of served traffic is one registered-model tag
+  ``loopline.monitor.<seq>`` (JSON: a :class:`components.lib.retrain.WindowRecord`: window
+  id and bounds, signals, rows, and the retrain decision with its reason), appended under the
+  same lock and never rewritten, with times made non-decreasing
+  (:meth:`Registry.monitor_window`, :meth:`Registry.monitoring_log`). The policy is
+  :func:`components.lib.retrain.decide`; this module only stores. Under the lock a run reads
+  the log, returns the record already there for its window id (a re-run is idempotent), else
+  decides on the log as it is and appends: two concurrent runs are serialized, so the second
+  decides on a log that holds the first's trigger (at most one retrain per decision).
 
 mlflow is imported inside the functions that need it: this module imports in every image
 that has the pipeline lock (mlflow-skinny, skops).
@@ -70,7 +79,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from components.lib import artifacts
+from components.lib import artifacts, retrain
 
 log = logging.getLogger("loopline.registry")
 
@@ -119,6 +128,7 @@ MANIFEST_TAG = "loopline.manifest_sha256"
 SERVING_URI_TAG = "loopline.serving_uri"
 REGISTERED_BY_TAG = "loopline.registered_by"
 HISTORY_PREFIX = "loopline.history."
+MONITOR_PREFIX = "loopline.monitor."  # the monitoring log (retrain decisions per window)
 LOCK_SUFFIX = ".lock"
 LOCK_TOKEN_TAG = "loopline.lock.token"
 LOCK_OWNER_TAG = "loopline.lock.owner"
@@ -341,6 +351,26 @@ def _states(records: list[dict]) -> dict[str, str]:
 
 def _had_production(records: list[dict]) -> bool:
     return any(m["to"] == PRODUCTION for r in records for m in r["moves"])
+
+
+def _monitor_log(tags: Mapping[str, str]) -> list[retrain.WindowRecord]:
+    """The model's monitoring log, in sequence order."""
+    records = [json.loads(v) for k, v in tags.items() if k.startswith(MONITOR_PREFIX)]
+    return [retrain.WindowRecord.from_dict(r) for r in sorted(records, key=lambda r: r["seq"])]
+
+
+def _rejected_retrains(transitions: list[Transition], since: datetime | None) -> list[datetime]:
+    """When versions registered at or after ``since`` (the last trigger in the monitoring
+    log) moved to ``rejected`` or ``rolled_back``: the rejected retrains. None (no trigger
+    yet): none, since a version registered before any trigger is no retrain."""
+    if since is None:
+        return []
+    registered = {t.version: t.time for t in transitions if t.from_state is None}
+    return [
+        t.time
+        for t in transitions
+        if t.to_state in FINAL_STATES and t.version in registered and registered[t.version] >= since
+    ]
 
 
 def _as_utc(when: datetime) -> datetime:
@@ -848,6 +878,144 @@ class Registry:
                 reason,
             )
         return self.get(name, version)
+
+    # ----------------------------------------------------------------- the monitoring log
+
+    def monitoring_log(self, name: str) -> list[retrain.WindowRecord]:
+        """Every monitored window of the model, in record order.
+
+        Raises:
+            NotFound: No such model.
+        """
+        return _monitor_log(self._model(name).tags or {})
+
+    def monitor_window(
+        self,
+        name: str,
+        policy: retrain.RetrainPolicy,
+        *,
+        window_id: str,
+        start: str,
+        end: str,
+        drift: bool,
+        decay: bool,
+        rows: int,
+        decided: bool = True,
+        run_id: str = "",
+        model_version: str = "",
+        now: datetime | None = None,
+    ) -> retrain.WindowRecord:
+        """Decides whether the window ``window_id`` starts a retrain and records it, once.
+
+        Under the model's lock: returns the record already in the monitoring log for
+        ``window_id`` (a re-run of the same window; nothing is appended, the signals given
+        now are ignored and a difference is logged), else calls
+        :func:`components.lib.retrain.decide` with the log, the times at which versions
+        registered at or after the last trigger were rejected or rolled back (from the
+        history), and ``now``, and appends the record (``loopline.monitor.<seq>``).
+
+        Args:
+            policy: The :class:`components.lib.retrain.RetrainPolicy`.
+            decided: False when the window had too few rows to judge.
+            now: The decision time (default: this machine's clock, UTC); made no earlier
+                than the log's last record, so record order is time order.
+
+        Raises:
+            NotFound: No such model.
+            RegistryError: An empty window id.
+            LockTimeout / LockLost: The model's lock could not be had or kept.
+        """
+        check_name(name)
+        window_id = str(window_id or "").strip()
+        if not window_id:
+            raise RegistryError(f"model {name!r}: a monitored window needs a window id")
+        found = self._recorded(_monitor_log(self._model(name).tags or {}), window_id)
+        if found is not None:  # fast path, no lock: records are never rewritten
+            return self._replayed(name, found, drift, decay, decided)
+        with self._lock(name) as token:
+            tags = self._model(name).tags or {}
+            log_records = _monitor_log(tags)
+            found = self._recorded(log_records, window_id)
+            if found is not None:
+                return self._replayed(name, found, drift, decay, decided)
+            when = _as_utc(now) if now is not None else datetime.now(UTC)
+            if log_records:
+                when = max(when, log_records[-1].at_time + timedelta(microseconds=1))
+            triggers = [r.at_time for r in log_records if r.retrain]
+            rejected = _rejected_retrains(
+                _transitions(name, _history(name, tags)), triggers[-1] if triggers else None
+            )
+            decision = retrain.decide(
+                policy,
+                log_records,
+                window_id=window_id,
+                drift=drift,
+                decay=decay,
+                decided=decided,
+                now=when,
+                rejected_at=rejected,
+            )
+            seq = log_records[-1].seq + 1 if log_records else 1
+            record = retrain.WindowRecord(
+                window_id=window_id,
+                start=str(start),
+                end=str(end),
+                at=when.isoformat(),
+                drift=bool(drift),
+                decay=bool(decay),
+                rows=int(rows),
+                decided=bool(decided),
+                retrain=decision.retrain,
+                trigger=decision.trigger,
+                reason=decision.reason,
+                run_id=str(run_id),
+                model_version=str(model_version),
+                blocked_by=decision.blocked_by,
+                consecutive=decision.consecutive,
+                seq=seq,
+            )
+            self._before_commit()
+            self._check_lock(name, token)
+            self.client.set_registered_model_tag(
+                name, f"{MONITOR_PREFIX}{seq:08d}", json.dumps(record.to_dict(), sort_keys=True)
+            )
+        log.info(
+            "model %s window %s: %s (%s)",
+            name,
+            window_id,
+            "RETRAIN" if record.retrain else "no retrain",
+            record.reason,
+        )
+        return record
+
+    @staticmethod
+    def _recorded(
+        records: list[retrain.WindowRecord], window_id: str
+    ) -> retrain.WindowRecord | None:
+        return next((r for r in records if r.window_id == window_id), None)
+
+    @staticmethod
+    def _replayed(name: str, found, drift: bool, decay: bool, decided: bool):
+        given = {"drift": bool(drift), "decay": bool(decay), "decided": bool(decided)}
+        differ = [k for k, v in given.items() if getattr(found, k) != v]
+        if differ:
+            log.warning(
+                "model %s window %s was already recorded (seq %d) with other %s; returning the "
+                "recorded decision",
+                name,
+                found.window_id,
+                found.seq,
+                ", ".join(differ),
+            )
+        else:
+            log.info(
+                "model %s window %s was already recorded (seq %d): %s",
+                name,
+                found.window_id,
+                found.seq,
+                found.reason,
+            )
+        return found
 
     def _before_commit(self) -> None:
         """A hook between the checks and the write (tests widen the race window here)."""
