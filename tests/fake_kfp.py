@@ -36,6 +36,7 @@ spec validation beyond "a YAML mapping with a root".
 from __future__ import annotations
 
 import base64
+import copy
 import email.parser
 import email.policy
 import json
@@ -119,7 +120,9 @@ class FakeKFP:
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
 
     # ------------------------------------------------------------------ lifecycle
@@ -217,7 +220,8 @@ class FakeKFP:
         for (m, pattern), status in self.fail.items():
             if m == method and re.fullmatch(pattern, path):
                 raise ApiError(status, f"injected failure for {method} {path}")
-        body = record["body"]
+        # A copy: the log keeps what was sent, whatever the handlers store or change.
+        body = copy.deepcopy(record["body"])
         if not path.startswith(API + "/"):
             raise ApiError(404, f"Not Found: {path}")
         rest = path[len(API) :]

@@ -45,6 +45,11 @@ unreachable or refusing: 401 / 403); 2 a usage error.
 
 
 def _client(args: argparse.Namespace):
+    import logging
+
+    if not getattr(args, "verbose", False):
+        # urllib3 logs each retry as a warning: the failure is reported once, on one line.
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     return lib.connect(args.host, args.token, args.namespace)
 
 
