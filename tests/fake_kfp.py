@@ -338,7 +338,8 @@ class FakeKFP:
     def _new_version(self, pipeline: dict, name: str, display: str, description: str,
                      spec_text: str) -> dict:  # fmt: skip
         try:
-            docs = [d for d in yaml.safe_load_all(spec_text) if d is not None]
+            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+            docs = [d for d in yaml.load_all(spec_text, Loader=loader) if d is not None]
         except yaml.YAMLError as exc:
             raise ApiError(
                 400, f"Invalid input error: the pipeline spec is not YAML: {exc}"

@@ -103,7 +103,8 @@ def load_package(path: str) -> Package:
     with open(path, "rb") as fh:
         raw = fh.read()
     try:
-        docs = [d for d in yaml.safe_load_all(raw.decode("utf-8")) if d is not None]
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: 20x faster
+        docs = [d for d in yaml.load_all(raw.decode("utf-8"), Loader=loader) if d is not None]
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ScheduleError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
     spec = docs[0] if docs else None
