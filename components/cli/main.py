@@ -13,17 +13,18 @@ import traceback
 from collections.abc import Sequence
 
 from components import __version__
-from components.cli import monitor, registry, rollout
+from components.cli import monitor, registry, rollout, schedule
 from components.cli.common import CliError
 from components.lib import logs
 
 # The command groups, in --help order: each a module with add_commands(subparsers).
-GROUPS = (registry, rollout, monitor)
+GROUPS = (registry, rollout, monitor, schedule)
 
 EPILOG = """\
 Every command that talks to the MLflow tracking server takes --tracking-uri (default: the
 MLFLOW_TRACKING_URI environment variable); the rollout commands also reach the Kubernetes
-API (in-cluster config in a pod, else the kube config: --kubeconfig, --context). Run `loopline GROUP --help` and
+API (in-cluster config in a pod, else the kube config: --kubeconfig, --context); schedule
+reaches the KFP API (--host, default $KFP_HOST; --token, default $KFP_TOKEN). Run `loopline GROUP --help` and
 `loopline GROUP COMMAND --help` for the details of each.
 """
 
@@ -31,8 +32,8 @@ API (in-cluster config in a pod, else the kube config: --kubeconfig, --context).
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="loopline",
-        description="Loopline: the model registry and rollouts on KServe and, in later "
-        "versions, schedules and pipeline submission, from the command line.",
+        description="Loopline: the model registry, rollouts on KServe and pipeline schedules "
+        "on Kubeflow Pipelines, from the command line.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
