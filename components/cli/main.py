@@ -13,12 +13,12 @@ import traceback
 from collections.abc import Sequence
 
 from components import __version__
-from components.cli import registry, rollout
+from components.cli import labels, registry, rollout
 from components.cli.common import CliError
 from components.lib import logs
 
 # The command groups, in --help order: each a module with add_commands(subparsers).
-GROUPS = (registry, rollout)
+GROUPS = (registry, rollout, labels)
 
 EPILOG = """\
 Every command that talks to the MLflow tracking server takes --tracking-uri (default: the
