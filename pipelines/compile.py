@@ -27,6 +27,7 @@ from components.evaluate.component import decision_relay, evaluate
 from components.find_champion.component import find_champion
 from components.ingest.component import ingest
 from components.push.component import push
+from components.read_window.component import read_window
 from components.register.component import register
 from components.rollout.component import rollout, settle
 from components.train.component import train
@@ -54,6 +55,7 @@ TARGETS = [
     (push, "components/push/component.yaml"),
     (rollout, "components/rollout/component.yaml"),
     (settle, "components/rollout/settle.yaml"),
+    (read_window, "components/read_window/component.yaml"),
     (training_pipeline, "pipelines/training/pipeline.yaml"),
 ]
 

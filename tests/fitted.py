@@ -38,7 +38,7 @@ def registrable_model(folder: Path, csv: Path) -> tuple[str, dict, pd.DataFrame]
     lineage_in = {
         "data_sha256": "a" * 64,
         "eval_data_sha256": "b" * 64,
-        "schema_version": "bikeshare-1.0.0",
+        "schema_version": "bikeshare-1.1.0",
         "transform_version": transform_meta["transform_version"],
         "code_revision": "0123abc",
     }

@@ -125,10 +125,13 @@ def assess(
         task,
         reference[target].to_numpy(),
         reference["prediction"].to_numpy(),
-        baseline=float("nan"),
+        baseline=0.0,  # only the value is used: the baseline itself
         metric=baseline_metric,
         seed=seed,
     )["value"]
+    reference_errors = performance.error_series(
+        task, reference[target].to_numpy(), reference["prediction"].to_numpy()
+    )
     out: dict = {
         "rows": len(window),
         "drift": report.to_dict(),
@@ -166,10 +169,8 @@ def assess(
             y_true = order["label"].to_numpy()
             y_pred = order["prediction"].to_numpy()
             if task == "regression":
-                y_true = y_true.astype(float)
-                errors = abs(y_true - y_pred.astype(float))
-            else:
-                errors = (y_true.astype(str) != y_pred.astype(str)).astype(float)
+                y_true, y_pred = y_true.astype(float), y_pred.astype(float)
+            errors = performance.error_series(task, y_true, y_pred)
             out["realized"] = performance.realized(
                 task,
                 y_true,
@@ -179,7 +180,12 @@ def assess(
                 tolerance=float(perf["tolerance"]),
                 seed=seed,
             )
-            out["detector"] = performance.stream_detector(errors, method=str(perf["detector"]))
+            # In units of the reference's error spread, so that the window's own drifted
+            # errors are not taken as the detector's warm-up.
+            spread = float(reference_errors.std()) or 1.0
+            out["detector"] = performance.stream_detector(
+                errors, method=str(perf["detector"]), scale=spread
+            )
     out["signals"] = signals(out, report)
     return out
 
@@ -203,6 +209,18 @@ def signals(assessed: Mapping, report: drift.DriftReport) -> dict:
             f"realized {realized['metric']} {realized['value']:.4g} "
             f"(95% CI {realized['ci_low']:.4g}..{realized['ci_high']:.4g}) vs baseline "
             f"{assessed['baseline']:.4g}"
+        )
+    detector = assessed.get("detector")
+    if (
+        realized is not None
+        and not realized.get("degraded")
+        and detector
+        and detector.get("detected")
+        and _worse(assessed["metric"], realized["value"], realized["value"], assessed["baseline"], 0.0)
+    ):
+        decay_reasons.append(
+            f"{detector['method']} detected a rise in the error series at labeled row "
+            f"{detector['first_change_index']} of {detector['n']}"
         )
     if realized is None and estimated is not None and estimated.get("degraded"):
         decay_reasons.append(

@@ -33,13 +33,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from components.lib import capture_layout
+from components.lib.capture_layout import RESERVED
 from components.lib.storage import REMOTE_SCHEMES, S3_SECRET_KEYS
 
 log = logging.getLogger("loopline.serving.capture")
 
-# Columns the capture writes itself; an input column with one of these names is written as
-# ``input_<name>``.
-RESERVED = ("request_id", "received_at", "event_time", "model_name", "model_version", "prediction")
+# RESERVED (components/lib/capture_layout.py): the columns the capture writes itself; an
+# input column with one of these names is written as ``input_<name>``.
 MAX_BACKOFF_SECONDS = 30.0
 PREDICTION_TYPES = ("float", "string", "auto")
 COLUMN_TYPES = {"float": pa.float64(), "int": pa.int64(), "string": pa.string()}
@@ -141,7 +142,7 @@ def _to_ms(value) -> int | None:
 
 
 def _hour_label(hour_index: int) -> str:
-    return datetime.fromtimestamp(hour_index * 3600, tz=UTC).strftime("%Y-%m-%dT%H")
+    return capture_layout.hour_label(datetime.fromtimestamp(hour_index * 3600, tz=UTC))
 
 
 def _input_array(values: list, type_: pa.DataType | None) -> pa.Array:
@@ -195,8 +196,7 @@ class Capture:
         column_types: Mapping[str, str] | None = None,
         io_timeout: float = 10.0,
     ) -> None:
-        if not model_name or any(c in model_name for c in "/=\\") or model_name in (".", ".."):
-            raise ValueError(f"model_name {model_name!r}: must be non-empty, without / \\ or =")
+        capture_layout.check_model_name(model_name)
         if prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction_type {prediction_type!r}: one of {PREDICTION_TYPES}")
         overlap = set(drop_columns) & set(hash_columns)

@@ -52,7 +52,12 @@ def validate_data(
         baseline_statistics: Statistics to measure drift against, as a path or ``s3://`` URI
             (a validate_data ``statistics`` folder: its ``train`` dataset is used): the
             champion's training statistics. Empty: the schema's reference statistics.
-        data_name: Name of ``data`` in the reports (``train``, ``serving``...).
+        data_name: Name of ``data`` in the reports (``train``...). ``serving``: captured
+            traffic (read_window's ``window``), validated in the schema's ``SERVING``
+            environment: the label columns may be absent, the capture's own columns are
+            dropped and listed as not validated, schema anomalies block, drift and skew
+            (against ``training_statistics``, else the champion's ``baseline_statistics``)
+            are reported only, whatever the policy's block level.
         schema: A bundled schema name (``bikeshare``) or a ``schema.pbtxt`` path in the image.
         drift_policy: A drift policy YAML path in the image; empty: the one beside the schema.
         beam_args: Empty for TFDV's in-memory statistics, or a JSON list of Apache Beam

@@ -18,6 +18,16 @@ else the schema's reference statistics) and, given training statistics, for skew
 and skew are judged by the policy beside the schema (``policy.py``): reported above
 ``warn``, blocking above ``block``, in both cases only beyond sampling noise.
 ``anomalies_found`` is true only when something blocks.
+
+Served traffic (the first dataset named ``serving``, e.g. ``read_window``'s captured
+window) is validated in the schema's ``SERVING`` environment: columns the schema marks
+``not_in_environment: "SERVING"`` (the label and its parts) may be absent; the capture's
+own columns (``components/lib/capture_layout.py``: request id, times, model, prediction,
+a joined label) are dropped before statistics and listed as not validated; schema
+anomalies block as always, but drift and skew are only reported, whatever the policy's
+block level. Skew is measured against ``--training-statistics``, else against the
+champion's statistics given as ``--baseline-statistics``. Other datasets are validated
+in the ``TRAINING`` environment when the schema declares one.
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from components.lib import logs
+from components.lib import capture_layout, logs
 from components.validate_data import policy as policy_mod
 from components.validate_data import report as report_mod
 from components.validate_data import schema as schema_mod
@@ -64,6 +74,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("loopline.validate_data")
+
+SERVING = "serving"  # the data_name of served traffic
+SERVING_ENVIRONMENT, TRAINING_ENVIRONMENT = "SERVING", "TRAINING"
 
 MEASURE_NAMES = {
     "jensen_shannon_divergence": "Jensen-Shannon divergence",
@@ -216,7 +229,10 @@ def _measurements(
 
 def _finding(m: Measurement, against: str) -> Finding:
     level = BLOCK if m.verdict == "block" else WARN
-    limit = f"block {m.block:g}" if level == BLOCK else f"warn {m.warn:g}"
+    if m.verdict == "block_reported":
+        limit = f"block {m.block:g} (serving data: reported only)"
+    else:
+        limit = f"block {m.block:g}" if level == BLOCK else f"warn {m.warn:g}"
     block = "never" if m.block is None else f"{m.block:g}"
     noise = "n/a" if m.noise is None else f"{m.noise:.3f}"
     reason = (
@@ -228,6 +244,31 @@ def _finding(m: Measurement, against: str) -> Finding:
     return Finding(
         m.dataset, m.feature, kind, reason, "ERROR" if level == BLOCK else "WARNING", level
     )
+
+
+def _environment(schema, wanted: str) -> str | None:
+    """``wanted`` when the schema declares it as a default environment, else None (TFDV
+    then expects every feature)."""
+    return wanted if wanted in set(schema.default_environment) else None
+
+
+def _report_only(measurements: list[Measurement]) -> list[Measurement]:
+    """Serving data: what would block is reported (verdict ``block_reported``)."""
+    for m in measurements:
+        if m.verdict == "block":
+            m.verdict = "block_reported"
+    return measurements
+
+
+def drop_capture_columns(table):
+    """``table`` without the capture's own columns, and the names dropped (in table order)."""
+    dropped = [c for c in table.column_names if c in capture_layout.NOT_INPUTS]
+    return (table.drop(dropped) if dropped else table), dropped
+
+
+def not_in_environment(schema, environment: str) -> set[str]:
+    """The schema's features marked ``not_in_environment: <environment>``."""
+    return {f.name for f in schema.feature if environment in f.not_in_environment}
 
 
 def validate(
@@ -254,6 +295,16 @@ def validate(
         if training_statistics
         else None
     )
+    serving = next(iter(datasets)) == SERVING
+    skew_source = f"training statistics {training_statistics}"
+    if serving and training is None and baseline.kind == "champion":
+        # Served traffic against the statistics the champion was trained on.
+        training, skew_source = baseline.statistics, f"the champion's {baseline.describe()}"
+    first_environment = _environment(
+        versioned.schema, SERVING_ENVIRONMENT if serving else TRAINING_ENVIRONMENT
+    )
+    capture_columns: list[str] = []
+    excluded_columns: list[str] = []
 
     all_stats = statistics_pb2.DatasetFeatureStatisticsList()
     anomalies, findings, measurements = {}, [], []
@@ -269,6 +320,27 @@ def validate(
             timings[f"read_{name}"],
         )
 
+        first = index == 0
+        if first and serving:
+            table, capture_columns = drop_capture_columns(table)
+            if capture_columns:
+                log.info("%s: capture columns, not validated: %s", name, capture_columns)
+            if first_environment:
+                # A client may send the label columns along (the serving image accepts
+                # columns the schema knows and captures them): not served inputs, so
+                # dropped and listed, as the capture's own are.
+                excluded = not_in_environment(versioned.schema, first_environment)
+                present = [c for c in table.column_names if c in excluded]
+                if present:
+                    table = table.drop(present)
+                    excluded_columns = present
+                    log.info(
+                        "%s: columns not in the %s environment, not validated: %s",
+                        name,
+                        first_environment,
+                        present,
+                    )
+
         started = time.perf_counter()
         stats = compute_statistics(table, name, beam_args)
         timings[f"statistics_{name}"] = time.perf_counter() - started
@@ -276,28 +348,42 @@ def validate(
         all_stats.datasets.add().CopyFrom(stats.datasets[0])
 
         started = time.perf_counter()
-        first = index == 0
         drift_baseline = baseline.statistics if first else None
+        environment = (
+            first_environment if first else _environment(versioned.schema, TRAINING_ENVIRONMENT)
+        )
         result = tfdv.validate_statistics(
-            stats, versioned.schema, previous_statistics=drift_baseline
+            stats,
+            versioned.schema,
+            environment=environment,
+            previous_statistics=drift_baseline,
         )
         findings += _schema_findings(name, result)
+        found: list[Measurement] = []
         if first and drift_baseline is not None:
-            measurements += _measurements(
+            found += _measurements(
                 name, "drift", result.drift_skew_info, stats, drift_baseline, versioned.policy
             )
         if first and training is not None:
-            skew = tfdv.validate_statistics(training, versioned.schema, serving_statistics=stats)
-            measurements += _measurements(
+            skew = tfdv.validate_statistics(
+                training,
+                versioned.schema,
+                environment=_environment(versioned.schema, TRAINING_ENVIRONMENT),
+                serving_statistics=stats,
+            )
+            found += _measurements(
                 name, "skew", skew.drift_skew_info, stats, training, versioned.policy
             )
             result.drift_skew_info.extend(skew.drift_skew_info)
+        measurements += _report_only(found) if first and serving else found
         anomalies[name] = result
         timings[f"validate_{name}"] = time.perf_counter() - started
 
-    against = {"drift": baseline.describe(), "skew": f"training statistics {training_statistics}"}
+    against = {"drift": baseline.describe(), "skew": skew_source}
     findings += [
-        _finding(m, against[m.check]) for m in measurements if m.verdict in ("warn", "block")
+        _finding(m, against[m.check])
+        for m in measurements
+        if m.verdict in ("warn", "block", "block_reported")
     ]
     out = Result(
         versioned.version,
@@ -309,6 +395,9 @@ def validate(
         measurements,
         versioned.policy.version,
         schema_mod.request_schema(versioned.schema, versioned.version),
+        first_environment or "",
+        capture_columns,
+        excluded_columns,
     )
     log.info(
         "schema %s, policy %s: %d blocking, %d reported",
@@ -362,6 +451,11 @@ def write_outputs(
         # Drift and skew above warn but below block: shown, the batch goes on.
         "reported": [f.as_dict() for f in result.reported],
         "measurements": [m.as_dict() for m in result.measurements],
+        # The environment the first dataset was validated in; serving data's capture
+        # columns (dropped before statistics, not validated).
+        "environment": result.environment,
+        "capture_columns": result.capture_columns,
+        "excluded_columns": result.excluded_columns,
     }
     Path(anomalies_out, "anomalies.json").write_text(json.dumps(summary, indent=2))
 
@@ -407,6 +501,9 @@ def write_executor_output(executor_input: str, result: Result) -> str:
             "reported": len(result.reported),
             "reported_columns": sorted({f.column for f in result.reported}),
             "baseline": result.baseline.describe() if result.baseline else "",
+            "environment": result.environment,
+            "capture_columns": result.capture_columns,
+            "excluded_columns": result.excluded_columns,
         },
         "report": {"schema_version": result.schema_version},
         "summary": {"schema_version": result.schema_version},

@@ -43,7 +43,9 @@ class Measurement:
     noise: float | None  # the sampling-noise bound at these sizes (None: not computable)
     rows: int  # rows of the dataset measured
     baseline_rows: int  # rows of the baseline (drift) or training statistics (skew)
-    verdict: str  # "ok", "noise" (above warn but within sampling noise), "warn" or "block"
+    # "ok", "noise" (above warn but within sampling noise), "warn", "block", or
+    # "block_reported" (above block on serving data: drift and skew there only report)
+    verdict: str
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -78,6 +80,11 @@ class Result:
     measurements: list[Measurement] = field(default_factory=list)
     policy_version: str = ""
     request_schema: dict | None = None  # schema.request_schema of the schema validated against
+    environment: str = ""  # the TFDV environment of the first dataset ("SERVING" for serving data)
+    capture_columns: list[str] = field(default_factory=list)  # dropped, not validated (serving)
+    # serving: columns present that the schema excludes from the environment (a label sent
+    # along with a request), dropped, not validated
+    excluded_columns: list[str] = field(default_factory=list)
 
     @property
     def blocking(self) -> list[Finding]:

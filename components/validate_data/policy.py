@@ -34,8 +34,8 @@ bound is a floor: the levels are calibrated on real windows (see the policy file
 
 The policy is a versioned YAML file beside the schema (``drift_policy.yaml``)::
 
-    policy_version: bikeshare-drift-1.0.0
-    schema_version: bikeshare-1.0.0       # the schema it was calibrated with
+    policy_version: bikeshare-drift-1.1.0
+    schema_version: bikeshare-1.1.0       # the schema it was calibrated with
     false_alarm_rate: 0.01
     bootstrap_replicates: 1000
     features:

@@ -20,13 +20,15 @@ th{background:#f4f4f4;text-align:left} .num{text-align:right;font-variant-numeri
 .muted{color:#777} svg{display:block} .warn{background:#fff4d6} .warntext{color:#8a5a00;font-weight:600}
 .box{border:1px solid #e0b84c;background:#fffaf0;padding:.5em .8em;margin:.8em 0}
 """
-_ROW_CLASS = {"block": "bad", "warn": "warn"}
+_ROW_CLASS = {"block": "bad", "warn": "warn", "block_reported": "bad"}
 _VERDICT = {
     "ok": "ok",
     "noise": "within sampling noise",
     "warn": "reported",
     "block": "blocks",
+    "block_reported": "above block: reported only (serving data)",
 }
+REPORTED_VERDICTS = ("warn", "block_reported")
 _COLORS = ("#4a78c2", "#e08a2c", "#3c9a5f", "#a34fb0")
 
 
@@ -145,7 +147,9 @@ def _level_svg(m: Measurement, width: int = 140) -> str:
             f'stroke-width="2"{dash}/>'
         )
 
-    fill = {"block": "#b3261e", "warn": "#e0a020"}.get(m.verdict, "#4a78c2")
+    fill = {"block": "#b3261e", "block_reported": "#b3261e", "warn": "#e0a020"}.get(
+        m.verdict, "#4a78c2"
+    )
     dashed = ' stroke-dasharray="2,2"'
     bar = min(max(m.value, 0.0), 1.0) * scale
     return (
@@ -196,6 +200,8 @@ def html(result: Result) -> str:
         f"<div>Drift baseline: <b>{_esc(baseline)}</b></div>",
         f"<div>Verdict: {verdict}</div>",
     ]
+    if result.environment:
+        parts.append(f"<div>{_esc(_environment_line(result))}</div>")
     if blocking:
         parts.append(
             "<h2>Blocking: the batch is stopped</h2><table><tr><th>split</th><th>column</th>"
@@ -231,6 +237,24 @@ def html(result: Result) -> str:
     return "\n".join(parts)
 
 
+def _environment_line(result: Result) -> str:
+    """The environment line of serving data: what was validated how, what was not."""
+    line = f"Environment `{result.environment}`"
+    if result.environment == "SERVING":
+        line += (
+            " (served traffic): schema anomalies block; drift and skew are reported only, "
+            "whatever the policy's block level"
+        )
+    if result.capture_columns:
+        line += "; capture columns, not validated: " + ", ".join(
+            f"`{c}`" for c in result.capture_columns
+        )
+    if result.excluded_columns:
+        line += f"; columns the schema excludes from `{result.environment}`, not validated: "
+        line += ", ".join(f"`{c}`" for c in result.excluded_columns)
+    return line + "."
+
+
 def markdown(result: Result) -> str:
     """A short Markdown summary for the KFP UI."""
     blocking, reported = result.blocking, result.reported
@@ -243,6 +267,8 @@ def markdown(result: Result) -> str:
         f"Drift baseline: {result.baseline.describe() if result.baseline else 'none'}.",
         "",
     ]
+    if result.environment:
+        lines += [_environment_line(result), ""]
     if not blocking:
         lines.append("**Passes the gate: no blocking findings.**")
     else:
@@ -268,7 +294,7 @@ def markdown(result: Result) -> str:
             f"| {m.dataset} | `{m.feature}` | {m.check} {m.measure} | {m.value:.4f} | "
             f"{m.warn:g} | {_level(m.block)} | {_level(m.noise)} |"
             for m in result.measurements
-            if m.verdict == "warn"
+            if m.verdict in REPORTED_VERDICTS
         ]
     if result.measurements:
         lines += [

@@ -3,7 +3,7 @@
     python -m components.validate_data.schema infer DATA.csv|parquet --out schema.pbtxt [--version NAME-1.0.0]
     python -m components.validate_data.schema reference DATA --out reference_stats.pb
 
-A schema names its version on its first line: ``# schema_version: bikeshare-1.0.0``.
+A schema names its version on its first line: ``# schema_version: bikeshare-1.1.0``.
 Bundled schemas live in ``schemas/<name>/`` beside this file: ``schema.pbtxt``,
 ``reference_stats.pb`` (the statistics of the data the schema was reviewed on, the
 drift baseline when no champion's statistics are given) and ``drift_policy.yaml`` (the

@@ -67,7 +67,7 @@ def test_first_run_promotes_to_production_and_the_same_model_again_is_rejected(
         **json.loads((first / "validate-data" / "statistics" / "schema.json").read_text()),
         "target": "bikers",
     }
-    assert request["schema_version"] == "bikeshare-1.0.0" and "temp" in request["columns"]
+    assert request["schema_version"] == "bikeshare-1.1.0" and "temp" in request["columns"]
     rows = pd.read_parquet(Path(path, CHECK_DATA_FILE))
     assert len(rows) > 0 and "bikers" not in rows.columns
 

@@ -61,7 +61,7 @@ def test_january_to_june_trains_through_to_a_model_that_reloads_identically(
     run_dir = local_run.latest_run(local_pipeline_root, PIPELINE)
     assert local_run.ran_tasks(run_dir) == ALL_TASKS
     found = json.loads((run_dir / "validate-data" / "anomalies" / "anomalies.json").read_text())
-    assert found["anomalies"] == [] and found["schema_version"] == "bikeshare-1.0.0"
+    assert found["anomalies"] == [] and found["schema_version"] == "bikeshare-1.1.0"
     assert {(r["dataset"], r["column"]) for r in found["reported"]} == {
         ("train", "temp"),
         ("train", "atemp"),
@@ -75,7 +75,7 @@ def test_january_to_june_trains_through_to_a_model_that_reloads_identically(
     model = arts[("train", "model")]
     # Lineage: the model names the data, schema and transform versions it came from.
     assert model.metadata["data_sha256"] == arts[("ingest", "train")].metadata["sha256"]
-    assert model.metadata["schema_version"] == "bikeshare-1.0.0"
+    assert model.metadata["schema_version"] == "bikeshare-1.1.0"
     assert (
         model.metadata["transform_version"]
         == arts[("transform", "transformer")].metadata["transform_version"]

@@ -14,7 +14,7 @@ import pytest
 
 pytestmark = pytest.mark.tfdv
 
-TFDV_SAFE = ("tables", "artifacts", "storage", "logs", "specs")
+TFDV_SAFE = ("tables", "artifacts", "storage", "logs", "specs", "capture_layout")
 
 
 @pytest.mark.parametrize("name", TFDV_SAFE)

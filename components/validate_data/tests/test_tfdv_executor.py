@@ -51,15 +51,15 @@ def test_clean_splits_pass_and_every_output_is_written(clean_splits, tmp_path):
     assert [d.name for d in stats.datasets] == ["train", "eval"]
     assert stats.datasets[0].num_examples == 6051
     meta = json.loads((tmp_path / "statistics" / "metadata.json").read_text())
-    assert meta == {"schema_version": "bikeshare-1.0.0", "datasets": {"train": 6051, "eval": 1297}}
+    assert meta == {"schema_version": "bikeshare-1.1.0", "datasets": {"train": 6051, "eval": 1297}}
     # The request schema register puts into the model version, beside the statistics.
     request = json.loads((tmp_path / "statistics" / "schema.json").read_text())
     versioned = schema.load("bikeshare")
     assert request == schema.request_schema(versioned.schema, versioned.version)
-    assert request["schema_version"] == "bikeshare-1.0.0" and "bikers" in request["columns"]
+    assert request["schema_version"] == "bikeshare-1.1.0" and "bikers" in request["columns"]
     summary = json.loads((tmp_path / "anomalies" / "anomalies.json").read_text())
-    assert summary["schema_version"] == "bikeshare-1.0.0"
-    assert summary["policy_version"] == "bikeshare-drift-1.0.0"
+    assert summary["schema_version"] == "bikeshare-1.1.0"
+    assert summary["policy_version"] == "bikeshare-drift-1.1.0"
     assert summary["anomalies_found"] is False
     assert summary["anomalies"] == [] and summary["reported"] == []
     assert summary["baseline"]["kind"] == "reference" and summary["baseline"]["rows"] == 8645
@@ -115,14 +115,21 @@ def test_training_serving_skew_is_reported_against_training_statistics(clean_spl
     assert {m.verdict for m in same.measurements if m.check == "skew"} == {"ok"}
 
     shifted = corpus.build(corpus.BY_NAME["shifted_distribution"], tmp_path)
-    skewed = executor.validate(
-        {"serving": str(shifted)}, "bikeshare", training_statistics=stats_dir
-    )
+    # A batch (any name but "serving") is stopped by skew above the block level ...
+    skewed = executor.validate({"batch": str(shifted)}, "bikeshare", training_statistics=stats_dir)
     skew = [f for f in skewed.findings if f.reason.startswith("skew:")]
     assert [(f.dataset, f.column, f.kind, f.level) for f in skew] == [
-        ("serving", "hum", "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH", "block")
+        ("batch", "hum", "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH", "block")
     ]
     assert f"against training statistics {stats_dir}" in skew[0].reason
+    # ... served traffic only reports it (the labels it carries here are dropped, listed).
+    served = executor.validate(
+        {"serving": str(shifted)}, "bikeshare", training_statistics=stats_dir
+    )
+    skew = [f for f in served.findings if f.reason.startswith("skew:")]
+    assert [(f.dataset, f.column, f.level) for f in skew] == [("serving", "hum", "warn")]
+    assert "serving data: reported only" in skew[0].reason and not served.anomalies_found
+    assert served.excluded_columns == ["casual", "registered", "bikers"]
 
 
 def test_baseline_statistics_replace_the_reference_for_drift(clean_splits, tmp_path):
@@ -167,7 +174,7 @@ def test_schema_needs_a_version_and_a_known_name(tmp_path):
     with pytest.raises(schema.SchemaError, match="no such bundled schema; bundled: bikeshare"):
         schema.load("taxi")
     bundled = schema.load("bikeshare")
-    assert bundled.version == "bikeshare-1.0.0"
+    assert bundled.version == "bikeshare-1.1.0"
     assert bundled.reference_statistics.datasets[0].num_examples == 8645
 
 
@@ -213,10 +220,10 @@ def test_executor_output_carries_metadata_and_the_flag(tmp_path):
         anomalies["metadata"]["columns"] == ["weathersit"] and anomalies["metadata"]["count"] == 1
     )
     assert anomalies["metadata"]["splits"] == ["train"]
-    assert anomalies["metadata"]["policy_version"] == "bikeshare-drift-1.0.0"
+    assert anomalies["metadata"]["policy_version"] == "bikeshare-drift-1.1.0"
     assert (
         out["artifacts"]["statistics"]["artifacts"][0]["metadata"]["schema_version"]
-        == "bikeshare-1.0.0"
+        == "bikeshare-1.1.0"
     )
 
 
@@ -394,7 +401,7 @@ def test_policy_must_agree_with_the_schema_and_name_the_field(tmp_path):
         )
     with pytest.raises(policy.PolicyError, match="schema_version 'bikeshare-0.9.0'"):
         load_with(
-            text.replace("schema_version: bikeshare-1.0.0", "schema_version: bikeshare-0.9.0")
+            text.replace("schema_version: bikeshare-1.1.0", "schema_version: bikeshare-0.9.0")
         )
     with pytest.raises(policy.PolicyError, match="no drift_comparator for 'windspeed_gone'"):
         load_with(text.replace("  windspeed:", "  windspeed_gone:"))

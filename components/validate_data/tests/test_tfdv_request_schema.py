@@ -26,7 +26,7 @@ def test_the_bikeshare_schema_becomes_its_request_schema():
     versioned = schema.load("bikeshare")
     out = schema.request_schema(versioned.schema, versioned.version)
     assert out["format"] == "loopline-request-schema-1"
-    assert out["schema_version"] == "bikeshare-1.0.0"
+    assert out["schema_version"] == "bikeshare-1.1.0"
     columns = out["columns"]
     # Every feature of the schema, in its order: the target and unused columns too.
     assert list(columns) == [f.name for f in versioned.schema.feature]
