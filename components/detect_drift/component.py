@@ -14,9 +14,6 @@ def detect_drift(
     summary: Output[Markdown],
     result: Output[Artifact],
     metrics: Output[Metrics],
-    window_id: str,
-    window_start: str,
-    window_end: str,
     model_name: str = "bikeshare",
     mlflow_tracking_uri: str = "",
     capture_uri: str = "",
@@ -41,18 +38,15 @@ def detect_drift(
 
     Args:
         window: The captured window (read_window): inputs, ``prediction``, ``request_id``,
-            ``event_time``, ``model_version``. Rows of other versions (a canary) are counted
-            and left out.
+            ``event_time``, ``model_version``; metadata ``window_id`` (the monitoring log's
+            key: a window judged twice keeps its first decision), ``start``, ``end``. Rows of
+            other versions (a canary) are counted and left out.
         champion: The production version's registry directory (find_champion).
         report: Output. HTML: decision, signals, each feature's statistics, a plot per
             drifted feature (reference vs current).
         summary: Output. Markdown: the short summary.
         result: Output. ``result.json``: everything above, machine-readable.
         metrics: Output. Drifted share, metric values, should_retrain (0/1).
-        window_id: The window's id (read_window): the monitoring log's key (a window judged
-            twice keeps its first decision).
-        window_start: The window's start (ISO, UTC).
-        window_end: The window's end (ISO, UTC, exclusive).
         model_name: The registered model name.
         mlflow_tracking_uri: The MLflow tracking server (the registry and its monitoring log).
         capture_uri: Where the serving image captures traffic (``s3://bucket/prefix``); labels
@@ -78,9 +72,9 @@ def detect_drift(
     labels = executor.fetch_labels(capture_uri, model_name, s3_endpoint, s3_secure)
     out = executor.run(
         window_path=window.path,
-        window_id=window_id,
-        window_start=window_start,
-        window_end=window_end,
+        window_id=str(window.metadata.get("window_id", "")),
+        window_start=str(window.metadata.get("start", "")),
+        window_end=str(window.metadata.get("end", "")),
         champion_dir=champion.path,
         champion_meta=dict(champion.metadata),
         model_name=model_name,

@@ -338,11 +338,11 @@ def fetch_labels(capture_uri: str, model_name: str, s3_endpoint: str, s3_secure:
     """The labels that have arrived for ``model_name`` (``<capture_uri>/labels``), or None."""
     if not capture_uri:
         return None
-    from components.lib import storage, window
+    from components.lib import capture_layout, window
 
-    bucket, prefix = storage.split_s3_uri(capture_uri)
-    client = storage.client(s3_endpoint, s3_secure)
-    labels = window.read_labels(client, bucket, window.labels_prefix(prefix), model_name)
+    bucket, prefix = window.split_uri(capture_uri)
+    client = window.client(s3_endpoint, s3_secure)
+    labels = window.read_labels(client, bucket, capture_layout.labels_prefix(prefix), model_name)
     log.info("labels: %d request ids have a label", len(labels))
     return labels
 

@@ -52,7 +52,7 @@ def _with_s3(task: dsl.PipelineTask, secret: str, optional: bool = False) -> dsl
 )
 def continuous_training_pipeline(
     source_uri: str,
-    capture_uri: str = "s3://loopline-capture/traffic",
+    capture_uri: str = "s3://loopline-capture/predictions",
     window_hours: int = 24,
     window_end: str = "",
     min_rows: int = 200,
@@ -163,9 +163,6 @@ def continuous_training_pipeline(
     judged = detect_drift(
         window=window.outputs["window"],
         champion=champion.outputs["champion"],
-        window_id=window.outputs["window_id"],
-        window_start=window.outputs["window_start"],
-        window_end=window.outputs["window_end"],
         model_name=model_name,
         mlflow_tracking_uri=mlflow_tracking_uri,
         capture_uri=capture_uri,
