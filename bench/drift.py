@@ -367,7 +367,11 @@ def svg(results: dict) -> str:
     bars = [("loopline", results["loopline"]["wall_s"], "#2b8a3e")]
     if results.get("evidently"):
         bars.append(
-            (f"Evidently {results['evidently']['version']}", results["evidently"]["wall_s"], "#868e96")
+            (
+                f"Evidently {results['evidently']['version']}",
+                results["evidently"]["wall_s"],
+                "#868e96",
+            )
         )
     width, left, bar_h, gap = 640, 170, 34, 16
     height = 60 + len(bars) * (bar_h + gap) + 30
@@ -384,9 +388,7 @@ def svg(results: dict) -> str:
     for label, value, color in bars:
         w = max(2.0, value * scale)
         parts.append(f'<text x="10" y="{y + bar_h / 2 + 5}">{label}</text>')
-        parts.append(
-            f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{color}"/>'
-        )
+        parts.append(f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{color}"/>')
         parts.append(f'<text x="{left + w + 6:.1f}" y="{y + bar_h / 2 + 5}">{value:.2f} s</text>')
         y += bar_h + gap
     parts.append(f'<text x="10" y="{y + 10}" fill="#495057">{results["bar_text"]}</text>')

@@ -98,7 +98,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats
-from scipy.spatial.distance import jensenshannon
 
 PROFILE_FORMAT = "loopline-drift-profile-1"
 EPSILON = 1e-4
