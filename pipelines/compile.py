@@ -23,6 +23,7 @@ from kfp import compiler
 
 from components import _images
 from components.data_gate.component import data_gate
+from components.detect_drift.component import detect_drift, retrain_relay
 from components.evaluate.component import decision_relay, evaluate
 from components.find_champion.component import find_champion
 from components.ingest.component import ingest
@@ -35,6 +36,7 @@ from components.transform.component import transform
 from components.tune.component import tune
 from components.tune.katib_component import tune_katib
 from components.validate_data.component import validate_data
+from pipelines.continuous_training.pipeline import continuous_training_pipeline
 from pipelines.training.pipeline import training_pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +58,10 @@ TARGETS = [
     (rollout, "components/rollout/component.yaml"),
     (settle, "components/rollout/settle.yaml"),
     (read_window, "components/read_window/component.yaml"),
+    (detect_drift, "components/detect_drift/component.yaml"),
+    (retrain_relay, "components/detect_drift/retrain_relay.yaml"),
     (training_pipeline, "pipelines/training/pipeline.yaml"),
+    (continuous_training_pipeline, "pipelines/continuous_training/pipeline.yaml"),
 ]
 
 # A Loopline image URI anywhere in the YAML: container images and parameter defaults

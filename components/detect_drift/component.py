@@ -21,6 +21,7 @@ def detect_drift(
     s3_secure: bool = False,
     monitoring_config: str = "default",
     retrain_policy: str = "default",
+    min_rows: int = 0,
     pipeline_run_id: str = "",
 ) -> bool:
     """Judges drift and decay of the champion on one window of served traffic, and asks the
@@ -57,6 +58,8 @@ def detect_drift(
             (``components/detect_drift/configs/default.json``), a path, or JSON.
         retrain_policy: The retraining policy: ``default``, a path, or JSON / YAML text
             (``components.lib.retrain.RetrainPolicy``).
+        min_rows: Fewer rows of the champion's version: no decision; 0: the monitoring
+            config's ``drift.min_rows`` (500).
         pipeline_run_id: Recorded in the monitoring log.
 
     Returns:
@@ -65,7 +68,8 @@ def detect_drift(
     import json
     from pathlib import Path
 
-    from components.detect_drift import executor, report as render
+    from components.detect_drift import executor
+    from components.detect_drift import report as render
     from components.lib import logs
 
     logs.setup()
@@ -81,6 +85,7 @@ def detect_drift(
         tracking_uri=mlflow_tracking_uri,
         monitoring_config=monitoring_config,
         retrain_policy=retrain_policy,
+        min_rows=min_rows,
         labels=labels,
         pipeline_run_id=pipeline_run_id,
     )
@@ -90,7 +95,28 @@ def detect_drift(
     Path(result.path, "result.json").write_text(executor.to_json(out))
     for name, value in executor.metric_values(out).items():
         metrics.log_metric(name, value)
-    meta = {k: out[k] for k in ("model_name", "model_version", "window_id", "should_retrain", "reason")}
+    meta = {
+        k: out[k] for k in ("model_name", "model_version", "window_id", "should_retrain", "reason")
+    }
     result.metadata.update(json.loads(json.dumps(meta, default=str)))
-    print(f"{out['window_id']}: {'RETRAIN' if out['should_retrain'] else 'no retrain'}: {out['reason']}")
+    print(
+        f"{out['window_id']}: {'RETRAIN' if out['should_retrain'] else 'no retrain'}: {out['reason']}"
+    )
     return bool(out["should_retrain"])
+
+
+@dsl.component(base_image=PIPELINE_IMAGE, install_kfp_package=False)
+def retrain_relay(should_retrain: bool) -> bool:
+    """Hands detect_drift's ``should_retrain`` on as this task's single output, for ``dsl.If``.
+
+    Under kfp.local 2.17 ``dsl.If`` resolves only a task's single ``.output``; detect_drift
+    also writes its reports, so the pipeline passes ``detect_drift.outputs["Output"]`` here
+    and branches on ``retrain_relay(...).output == True``.
+
+    Args:
+        should_retrain: detect_drift's return value.
+
+    Returns:
+        The same bool.
+    """
+    return bool(should_retrain)

@@ -62,7 +62,9 @@ def load_config(ref: str) -> tuple[drift.DriftConfig, dict]:
     given = spec.get("performance") or {}
     unknown = sorted(set(given) - PERFORMANCE_KEYS)
     if unknown:
-        raise MonitorError(f"monitoring config: performance has unknown key(s) {', '.join(unknown)}")
+        raise MonitorError(
+            f"monitoring config: performance has unknown key(s) {', '.join(unknown)}"
+        )
     perf.update(given)
     if perf["detector"] not in ("page_hinkley", "adwin"):
         raise MonitorError(
@@ -85,11 +87,10 @@ def load_reference(champion_dir: str) -> tuple[dict, pd.DataFrame]:
     return drift.load_profile(profile_path), pd.read_parquet(rows_path)
 
 
-def model_task(reference: pd.DataFrame, target: str) -> str:
-    """regression or classification, from the reference rows (proba_ columns: a classifier)."""
-    if any(c.startswith("proba_") for c in reference.columns):
-        return "classification"
-    return "regression" if pd.api.types.is_float_dtype(reference[target]) else "classification"
+def model_task(profile: Mapping) -> str:
+    """regression or classification: train profiles a regressor's predictions as numeric."""
+    prediction = profile.get("prediction") or {}
+    return "regression" if prediction.get("kind") == "numeric" else "classification"
 
 
 def assess(
@@ -108,10 +109,12 @@ def assess(
     ``window`` is the captured rows of the champion's version (inputs + ``prediction``,
     ``request_id``, ``event_time``); ``labels`` (``request_id``, ``label``) joins on request id.
     """
-    features = [c for c in profile["features"]] if isinstance(profile.get("features"), dict) else list(profile["features"])
+    features = [f["name"] for f in profile["features"]]
     missing = [c for c in features if c not in window.columns]
     if missing:
-        raise MonitorError(f"the window has no column(s) {', '.join(missing)} the model was trained on")
+        raise MonitorError(
+            f"the window has no column(s) {', '.join(missing)} the model was trained on"
+        )
     report = drift.compare(
         profile,
         window[features],
@@ -119,7 +122,7 @@ def assess(
         config=config,
         seed=seed,
     )
-    task = model_task(reference, target)
+    task = model_task(profile)
     baseline_metric = perf.get("metric") or ("rmse" if task == "regression" else "accuracy")
     baseline = performance.realized(
         task,
@@ -150,15 +153,15 @@ def assess(
             task=task,
             target=target,
             features=features,
-            categorical=[c for c, f in profile["features"].items() if f.get("kind") == "categorical"]
-            if isinstance(profile.get("features"), dict)
-            else (),
+            categorical=[f["name"] for f in profile["features"] if f["kind"] == "categorical"],
             metric=baseline_metric,
             seed=seed,
         )
         estimated = estimator.estimate(window, seed=seed)
         tolerance = float(perf["tolerance"])
-        worse = _worse(baseline_metric, estimated["ci_low"], estimated["ci_high"], baseline, tolerance)
+        worse = _worse(
+            baseline_metric, estimated["ci_low"], estimated["ci_high"], baseline, tolerance
+        )
         out["estimated"] = {**estimated, "degraded": worse}
     if labels is not None and len(labels) and "request_id" in window.columns:
         joined = window.merge(labels[["request_id", "label"]], on="request_id", how="inner")
@@ -216,7 +219,9 @@ def signals(assessed: Mapping, report: drift.DriftReport) -> dict:
         and not realized.get("degraded")
         and detector
         and detector.get("detected")
-        and _worse(assessed["metric"], realized["value"], realized["value"], assessed["baseline"], 0.0)
+        and _worse(
+            assessed["metric"], realized["value"], realized["value"], assessed["baseline"], 0.0
+        )
     ):
         decay_reasons.append(
             f"{detector['method']} detected a rise in the error series at labeled row "
@@ -258,6 +263,7 @@ def run(
     tracking_uri: str,
     monitoring_config: str = "default",
     retrain_policy: str = "default",
+    min_rows: int = 0,
     labels: pd.DataFrame | None = None,
     pipeline_run_id: str = "",
     now: datetime | None = None,
@@ -265,13 +271,15 @@ def run(
 ) -> dict:
     """Assesses the window and asks the registry's retraining policy; returns the result."""
     config, perf = load_config(monitoring_config)
+    if min_rows > 0:  # the pipeline's min_rows, the same read_window reports against
+        config = drift.DriftConfig.from_mapping({**config.to_dict(), "min_rows": min_rows})
     policy = retrain.RetrainPolicy.load(retrain_policy)
     if not champion_meta.get("found"):
         raise MonitorError(f"model {model_name!r} has no production version: nothing to monitor")
     version = str(champion_meta.get("version", ""))
     model_dir = Path(champion_dir, str(champion_meta.get("path", ".")))
     profile, reference = load_reference(str(model_dir))
-    target = str(profile.get("target") or _target_of(reference))
+    target = target_of(str(model_dir), reference)
     frame = read_frame(window_path)
     served = frame
     others = {}
@@ -280,7 +288,14 @@ def run(
         others = versions[versions != version].value_counts().to_dict()
         served = frame[versions == version]
     assessed = assess(
-        served, profile, reference, target=target, config=config, perf=perf, labels=labels, seed=seed
+        served,
+        profile,
+        reference,
+        target=target,
+        config=config,
+        perf=perf,
+        labels=labels,
+        seed=seed,
     )
     sig = assessed["signals"]
     reg = registry.Registry(tracking_uri)
@@ -316,9 +331,16 @@ def run(
     }
 
 
-def _target_of(reference: pd.DataFrame) -> str:
-    candidates = [c for c in reference.columns if c not in ("prediction",) and not c.startswith("proba_")]
-    return candidates[-1]
+def target_of(model_dir: str, reference: pd.DataFrame) -> str:
+    """The model's target: named in the version's request schema (register records it)."""
+    path = Path(model_dir, registry.REQUEST_SCHEMA_FILE)
+    target = json.loads(path.read_text()).get("target", "") if path.is_file() else ""
+    if not target or target not in reference.columns:
+        raise MonitorError(
+            f"the champion's version names no target present in its reference rows "
+            f"({registry.REQUEST_SCHEMA_FILE}: target {target!r})"
+        )
+    return str(target)
 
 
 def read_frame(path: str) -> pd.DataFrame:
@@ -385,5 +407,3 @@ def _plain(value):
     if isinstance(value, datetime):
         return value.isoformat()
     return str(value)
-
-

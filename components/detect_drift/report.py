@@ -70,7 +70,9 @@ def markdown(result: Mapping) -> str:
         "| feature | kind | drifted | importance | effects | p (BH) | reason |",
         "|---|---|---|---|---|---|---|",
     ]
-    for f in sorted(_feature_rows(result), key=lambda f: (not f["drifted"], -f.get("importance", 0))):
+    for f in sorted(
+        _feature_rows(result), key=lambda f: (not f["drifted"], -f.get("importance", 0))
+    ):
         lines.append(
             f"| {md_code(f['name'])} | {f['kind']} | {'**yes**' if f['drifted'] else 'no'} | "
             f"{num(f.get('importance'), 3)} | {_effects(f)} | {num(f.get('p_adjusted'), 3)} | "
@@ -124,7 +126,7 @@ def _bars(f: Mapping, width: int = 330, height: int = 170) -> str:
     if not n:
         return ""
     top = max([*ref, *cur, 1e-9])
-    left, bottom, plot_w, plot_h = 30, 28, width - 38, height - 48
+    left, plot_w, plot_h = 30, width - 38, height - 48
     step = plot_w / n
     parts = [
         f'<svg width="{width}" height="{height}" role="img" aria-label="{esc(f["name"])}">',
@@ -140,7 +142,7 @@ def _bars(f: Mapping, width: int = 330, height: int = 170) -> str:
             parts.append(
                 f'<rect x="{x:.1f}" y="{10 + plot_h - h:.1f}" width="{step * 0.4:.1f}" '
                 f'height="{h:.1f}" fill="{color}"><title>{esc(label)}: '
-                f'{"reference" if j == 0 else "current"} {v:.1%}</title></rect>'
+                f"{'reference' if j == 0 else 'current'} {v:.1%}</title></rect>"
             )
     for i in (0, n // 2, n - 1):
         if i < len(labels):
@@ -181,10 +183,10 @@ def html(result: Mapping) -> str:
             f'<td class="num">{num(f.get("p_adjusted"), 3)}</td><td>{esc(f.get("reason", ""))}</td></tr>'
         )
     table.append("</table>")
-    plots = "".join(
-        f"<div><h3>{esc(f['name'])}</h3>{_bars(f)}</div>" for f in drifted[:MAX_PLOTS]
+    plots = "".join(f"<div><h3>{esc(f['name'])}</h3>{_bars(f)}</div>" for f in drifted[:MAX_PLOTS])
+    perf = "".join(
+        f"<p>{esc(line)}</p>" for line in performance_lines(result) if not line.startswith("|")
     )
-    perf = "".join(f"<p>{esc(line)}</p>" for line in performance_lines(result) if not line.startswith("|"))
     perf_table = _perf_table(result)
     body = [
         f"<h1>Monitoring {esc(result['model_name'])} version {esc(result['model_version'])}</h1>",
@@ -204,7 +206,9 @@ def html(result: Mapping) -> str:
         "".join(table),
     ]
     if drifted:
-        body += [f"<h2>Drifted: reference vs current</h2><p>{_legend()}</p><div class=row>{plots}</div>"]
+        body += [
+            f"<h2>Drifted: reference vs current</h2><p>{_legend()}</p><div class=row>{plots}</div>"
+        ]
     return (
         "<!doctype html><html><head><meta charset=utf-8><title>Loopline monitoring</title>"
         f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>"

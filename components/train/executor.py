@@ -96,7 +96,9 @@ def run(
             predictions_path, index=False
         )
     os.makedirs(model_dir, exist_ok=True)
-    monitoring = monitoring_reference(model, spec, train, pd.read_parquet(eval_path), model_dir, seed)
+    monitoring = monitoring_reference(
+        model, spec, train, pd.read_parquet(eval_path), model_dir, seed
+    )
     path = os.path.join(model_dir, modeling.MODEL_FILE)
     joblib.dump(model, path)
     meta = {
@@ -137,7 +139,9 @@ def drift_kinds(spec: Mapping, frame: pd.DataFrame) -> tuple[list[str], list[str
     return numeric, categorical
 
 
-def permutation_importance(model, spec: Mapping, frame: pd.DataFrame, seed: int) -> dict[str, float]:
+def permutation_importance(
+    model, spec: Mapping, frame: pd.DataFrame, seed: int
+) -> dict[str, float]:
     """Each input column's share of the model's permutation importance on ``frame`` (sum 1).
 
     scikit-learn's ``permutation_importance`` on the raw columns (the whole Pipeline is the
@@ -189,7 +193,9 @@ def monitoring_reference(
     rows[spec["target"]] = eval_frame[spec["target"]].to_numpy()
     rows["prediction"] = model.predict(eval_frame[columns])
     if spec["task"] == "classification" and hasattr(model, "predict_proba"):
-        for label, column in zip(model.classes_, model.predict_proba(eval_frame[columns]).T, strict=True):
+        for label, column in zip(
+            model.classes_, model.predict_proba(eval_frame[columns]).T, strict=True
+        ):
             rows[f"proba_{label}"] = column
     rows.to_parquet(os.path.join(model_dir, REFERENCE_ROWS_FILE), index=False)
     return {

@@ -200,7 +200,11 @@ def _hours(start: str, end: str) -> int:
 def _window_rows(data, start: str, end: str):
     import pandas as pd
 
-    event = pd.Timestamp("2011-01-01", tz="UTC") + pd.to_timedelta(data["day"] - 1, unit="D") + pd.to_timedelta(data["hr"].astype(int), unit="h")
+    event = (
+        pd.Timestamp("2011-01-01", tz="UTC")
+        + pd.to_timedelta(data["day"] - 1, unit="D")
+        + pd.to_timedelta(data["hr"].astype(int), unit="h")
+    )
     inside = (event >= pd.Timestamp(start, tz="UTC")) & (event < pd.Timestamp(end, tz="UTC"))
     return data[inside.to_numpy()].reset_index(drop=True)  # fmt: skip
 
@@ -213,7 +217,9 @@ def _metric(text: str, name: str) -> float:
     )
 
 
-def serve_and_monitor(tracking_uri: str, artifacts_destination: str, store, root: Path, timeline) -> None:
+def serve_and_monitor(
+    tracking_uri: str, artifacts_destination: str, store, root: Path, timeline
+) -> None:
     """The champion in the serving image, as KServe would run it, with real requests; then the
     loop's second half, window by window.
 
@@ -255,7 +261,9 @@ def serve_and_monitor(tracking_uri: str, artifacts_destination: str, store, root
             (ln for ln in server.logs().splitlines() if "ready in" in ln), "ready"
         ).split("loopline.serving ", 1)[-1]
         print(f"demo:   {ready_line} ({time.monotonic() - began:.1f} s with the container)")
-        timeline.append(f"version {champion.version} serves (the serving image, capture to {CAPTURE})")
+        timeline.append(
+            f"version {champion.version} serves (the serving image, capture to {CAPTURE})"
+        )
         data = pd.read_csv(SNAPSHOT)
         # The model's inputs as the server describes them (V2 model metadata).
         meta = requests.get(f"{server.url}/v2/models/{MODEL_NAME}", timeout=5).json()["inputs"]
@@ -352,7 +360,9 @@ def run_monitoring(tracking_uri: str, store, root: Path, start: str, end: str) -
     print(f"demo:   report: {run_dir / 'detect-drift' / 'report'} (HTML)")
     if result["should_retrain"] and (run_dir / "evaluate").exists():
         print_judgement(run_dir, tracking_uri)
-        evaluation = json.loads((run_dir / "evaluate" / "evaluation" / "evaluation.json").read_text())
+        evaluation = json.loads(
+            (run_dir / "evaluate" / "evaluation" / "evaluation.json").read_text()
+        )
         result["retrained"] = (
             f"retrained on days [{RETRAIN_DAYS[0]}, {RETRAIN_DAYS[1]}) (the nested training pipeline): "
             f"evaluation gate {evaluation['decision'].upper()}"
@@ -640,7 +650,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"demo: FAILED rolling out the challenger: {type(exc).__name__}: {exc}")
                 return 1
             timeline.append(
-                "the retrained version's rollout: " + ("PROMOTED to production" if promoted else "not promoted")
+                "the retrained version's rollout: "
+                + ("PROMOTED to production" if promoted else "not promoted")
             )
         print_artifacts(run_dir)
         print("\ndemo: the loop, as it happened:")

@@ -11,7 +11,7 @@ Compiled to ``pipeline.yaml`` beside this file by ``make compile``; scheduled wi
 from kfp import dsl, kubernetes
 
 from components.data_gate.component import data_gate
-from components.detect_drift.component import detect_drift
+from components.detect_drift.component import detect_drift, retrain_relay
 from components.find_champion.component import find_champion
 from components.lib.storage import S3_SECRET_KEYS
 from components.read_window.component import read_window
@@ -27,6 +27,7 @@ RESOURCES = {
     "validate": ("1", "2Gi", "4Gi"),
     "data-gate": ("100m", "256Mi", "512Mi"),
     "detect-drift": ("1", "1Gi", "3Gi"),
+    "relay": ("100m", "128Mi", "256Mi"),
 }
 
 
@@ -55,7 +56,7 @@ def continuous_training_pipeline(
     capture_uri: str = "s3://loopline-capture/predictions",
     window_hours: int = 24,
     window_end: str = "",
-    min_rows: int = 200,
+    min_rows: int = 500,
     monitoring_config: str = "default",
     retrain_policy: str = "default",
     training_window_start: str = "",
@@ -170,13 +171,18 @@ def continuous_training_pipeline(
         s3_secure=s3_secure,
         monitoring_config=monitoring_config,
         retrain_policy=retrain_policy,
+        min_rows=min_rows,
         pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
     ).after(gate)
     # The policy's decision is recorded in the registry: never answer from the cache.
     _sized(judged.set_caching_options(False).set_display_name("detect-drift"), "detect-drift")
     _with_s3(judged, s3_credentials_secret, optional=True)
-    # detect_drift's single return value: the one dsl.If resolves under kfp.local too.
-    with dsl.If(judged.output == True, name="retrain"):  # noqa: E712 (a pipeline channel)
+    # dsl.If resolves only a task's single output under kfp.local: relay the decision.
+    relay = retrain_relay(should_retrain=judged.outputs["Output"]).set_display_name(
+        "should-retrain"
+    )
+    _sized(relay, "relay")
+    with dsl.If(relay.output == True, name="retrain"):  # noqa: E712 (a pipeline channel)
         training_pipeline(
             source_uri=source_uri,
             split_method=split_method,
