@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import uuid
 from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -270,6 +271,9 @@ def run(
     seed: int = 0,
 ) -> dict:
     """Assesses the window and asks the registry's retraining policy; returns the result."""
+    # The run id keys this run's record in the monitoring log: a caller without one gets a
+    # unique one (a re-run is then a different run).
+    pipeline_run_id = pipeline_run_id or f"detect-drift-{uuid.uuid4().hex[:12]}"
     config, perf = load_config(monitoring_config)
     if min_rows > 0:  # the pipeline's min_rows, the same read_window reports against
         config = drift.DriftConfig.from_mapping({**config.to_dict(), "min_rows": min_rows})
@@ -314,6 +318,17 @@ def run(
         model_version=version,
         now=now,
     )
+    # A window the log already holds from another run (a re-run, a second schedule) keeps its
+    # record, but only the run that recorded a trigger retrains: no storm from repeated runs.
+    # A retried task of that same run (same run id) carries on with its retrain.
+    ours = record.run_id == pipeline_run_id
+    should = bool(record.retrain and ours)
+    reason = record.reason
+    if not ours:
+        reason = (
+            f"window already judged by run {record.run_id or '?'} at {record.at}: "
+            f"{record.reason}" + (" (that run retrains; this one does not)" if record.retrain else "")
+        )
     return {
         "model_name": model_name,
         "model_version": version,
@@ -325,8 +340,9 @@ def run(
         **assessed,
         "policy": asdict(policy),
         "decision": asdict(record),
-        "should_retrain": bool(record.retrain),
-        "reason": record.reason,
+        "should_retrain": should,
+        "reason": reason,
+        "recorded_by_this_run": ours,
         "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
