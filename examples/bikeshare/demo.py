@@ -1,26 +1,34 @@
-"""`make demo`: the Loopline loop on the Bikeshare data, every task in its container.
+"""`make demo`: the whole Loopline loop on the Bikeshare data, every task in its container.
 
 The snapshot is put in an object store first, as on a cluster (MinIO there; here a
-real S3 API endpoint on loopback, moto's server), and the training pipeline reads it
-through the same ``s3://`` path and MinIO client; a real MLflow tracking server (sqlite
-store, artifacts on that endpoint) is the model registry. The training pipeline runs twice:
-on January to June 2011 (the natural first training window: the data gate reports the
-season's temperature drift against the schema's whole-year reference and lets it train; the
-model has no champion, passes the evaluation gate's thresholds and becomes production), then
-on January to September (validated against the champion's training statistics, judged
-against the champion on the same holdout: promoted to staging or rejected, with reasons).
-After each run it prints the gate's decision, its scorecard and the registry's state.
-Then it serves the champion in the serving image, and rolls the staging version out against
-it with the progressive-delivery engine on real parts (serving containers behind nginx,
-Prometheus scraping them, a client replaying October rows; ``--rollout-policy`` picks the
-canary, blue-green or shadow policy in ``rollout/``), printing each check and the registry.
-Tasks run with kfp.local.DockerRunner on the images ``make images`` built; containers
-share the host network to reach the endpoint.
+real S3 API endpoint on loopback, moto's server), and the pipelines read it through the
+same ``s3://`` path and MinIO client; a real MLflow tracking server (sqlite store,
+artifacts on that endpoint) is the model registry.
 
-The terminal shows one line per task (name, state, seconds) and then the summary; each
-task's full log is in ``<run folder>/logs/<task>.log`` (``--verbose`` streams them). On a
-failure the failing task's last lines and the path of its log are shown. At the end the
-script lists every artifact: where it is and what it holds.
+1. The training pipeline trains version 1 on January to June 2011 (no champion yet: it
+   passes the evaluation gate's thresholds and becomes production).
+2. The serving image serves it (the ServingRuntime's arguments, verified against the
+   registry) and captures every request to the object store.
+3. Window by window, served traffic is replayed through the serving container with each
+   row's own event time (the training period January to April, then July, then August),
+   labels (the real counts) arrive for July and August (``loopline labels``' library), and
+   the continuous-training pipeline judges the window: read the capture -> validate it
+   (the schema's serving environment) -> detect_drift (drift, decay, the retraining policy
+   recorded in the registry) -> when the policy says so, the training pipeline, nested, on
+   January to August. The training period triggers nothing; July drifts and decays but the
+   policy waits for a second window; August triggers the retrain, whose model meets the
+   evaluation gate against the champion.
+4. The retrained version is rolled out against version 1 with the progressive-delivery
+   engine on real parts (serving containers behind nginx, Prometheus scraping them, a client
+   replaying October rows; ``--rollout-policy`` picks the canary, blue-green or shadow
+   policy in ``rollout/``), printing each check and the registry.
+5. A timeline of the loop.
+
+Tasks run with kfp.local.DockerRunner on the images ``make images`` built; containers
+share the host network to reach the endpoint. The terminal shows one line per task (name,
+state, seconds) and then the summaries; each task's full log is in
+``<run folder>/logs/<task>.log`` (``--verbose`` streams them). On a failure the failing
+task's last lines and the path of its log are shown.
 """
 
 from __future__ import annotations

@@ -121,7 +121,7 @@ def test_the_training_period_does_not_retrain(loop):
     ran = local_run.ran_tasks(run_dir)
     assert {"find-champion", "read-window", "validate-data", "data-gate", "detect-drift"} <= ran
     assert "retrain-relay" in ran
-    assert result["rows"] > 2800 and result["signals"]["decided"]
+    assert result["rows"] > 2700 and result["signals"]["decided"]  # Bikeshare lacks some hours
     assert result["signals"]["drift"] is False and result["signals"]["decay"] is False
     assert result["should_retrain"] is False
     # The nested training pipeline really did not run.
