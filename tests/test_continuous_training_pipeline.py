@@ -46,7 +46,13 @@ def test_only_source_uri_is_required_and_every_default_loads():
 def test_defaults_agree_with_the_training_pipeline_and_the_serving_runtime():
     ct, training = _defaults(CT_YAML), _defaults(TRAINING_YAML)
     shared = set(ct) & set(training)
-    assert {"s3_endpoint", "mlflow_tracking_uri", "model_name", "schema", "serving_target"} <= shared
+    assert {
+        "s3_endpoint",
+        "mlflow_tracking_uri",
+        "model_name",
+        "schema",
+        "serving_target",
+    } <= shared
     assert {k: ct[k] for k in shared} == {k: training[k] for k in shared}
     runtime = (ROOT / "manifests" / "serving" / "servingruntime.yaml").read_text()
     assert f"--capture_uri={ct['capture_uri']}" in runtime
@@ -59,7 +65,10 @@ def test_the_nested_training_runs_only_on_the_relays_single_output():
     assert condition["dependentTasks"] == ["retrain-relay"]
     assert "retrain-relay-Output" in condition["triggerPolicy"]["condition"]
     relay_input = TASKS["retrain-relay"]["inputs"]["parameters"]["should_retrain"]
-    assert relay_input["taskOutputParameter"] == {"outputParameterKey": "Output", "producerTask": "detect-drift"}
+    assert relay_input["taskOutputParameter"] == {
+        "outputParameterKey": "Output",
+        "producerTask": "detect-drift",
+    }
     inner = SPEC["components"]["comp-condition-1"]["dag"]["tasks"]
     assert [t["componentRef"]["name"] for t in inner.values()] == ["comp-loopline-training"]
     # detect_drift judges only a window the data gate let through.

@@ -111,6 +111,19 @@ def assess(
     ``request_id``, ``event_time``); ``labels`` (``request_id``, ``label``) joins on request id.
     """
     features = [f["name"] for f in profile["features"]]
+    if len(window) == 0:  # nothing was served (or captured): nothing to judge, say so
+        report = drift.DriftReport(
+            features=[], prediction=None, drifted_share=0.0, dataset_drift=False,
+            prediction_drift=False, enough_rows=False, config=config.to_dict(),
+            reason=f"the window has no rows of this version (fewer than min_rows {config.min_rows}): no decision",
+        )  # fmt: skip
+        task = model_task(profile)
+        return {
+            "rows": 0, "drift": report.to_dict(), "task": task,
+            "metric": perf.get("metric") or ("rmse" if task == "regression" else "accuracy"),
+            "baseline": None, "estimated": None, "realized": None, "detector": None,
+            "labeled": 0, "signals": signals({}, report),
+        }  # fmt: skip
     missing = [c for c in features if c not in window.columns]
     if missing:
         raise MonitorError(
@@ -327,7 +340,8 @@ def run(
     if not ours:
         reason = (
             f"window already judged by run {record.run_id or '?'} at {record.at}: "
-            f"{record.reason}" + (" (that run retrains; this one does not)" if record.retrain else "")
+            f"{record.reason}"
+            + (" (that run retrains; this one does not)" if record.retrain else "")
         )
     return {
         "model_name": model_name,

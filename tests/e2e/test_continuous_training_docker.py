@@ -40,7 +40,9 @@ POLICY = json.dumps({"consecutive_windows": 1})  # the e2e judges single windows
 
 def event_times(rows: pd.DataFrame) -> pd.Series:
     start = pd.Timestamp("2011-01-01", tz="UTC")
-    return start + pd.to_timedelta(rows["day"] - 1, unit="D") + pd.to_timedelta(rows["hr"], unit="h")
+    return (
+        start + pd.to_timedelta(rows["day"] - 1, unit="D") + pd.to_timedelta(rows["hr"], unit="h")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +144,9 @@ def test_a_drifted_decayed_window_retrains_through_the_nested_training_pipeline(
     ran = local_run.ran_tasks(run_dir)
     # The nested training pipeline really ran, on January to August, and registered.
     assert TRAINING_ONLY <= ran, TRAINING_ONLY - ran
-    ingested = [r for r in local_run.run_artifacts(run_dir) if r.task == "ingest" and r.name == "train"]
+    ingested = [
+        r for r in local_run.run_artifacts(run_dir) if r.task == "ingest" and r.name == "train"
+    ]
     assert ingested and ingested[0].metadata["rows"] > 3500
     versions = {v.version: v for v in Registry(tracking_uri).versions(NAME)}
     assert "2" in versions and versions["2"].state in ("staging", "rejected")

@@ -121,6 +121,20 @@ def test_too_few_rows_decide_nothing_and_say_so(trained):
     assert "120" in out["signals"]["undecided_reason"]
 
 
+def test_an_empty_window_decides_nothing_and_the_reports_say_so(trained):
+    # What read_window writes when nothing was captured: the capture's columns, no rows.
+    empty = pd.DataFrame({"request_id": [], "prediction": [], "event_time": []})
+    out = assess(trained, empty)
+    assert out["signals"]["decided"] is False and not out["signals"]["drift"]
+    assert "no rows" in out["signals"]["undecided_reason"]
+    result = {
+        "model_name": "bikeshare", "model_version": "1", "window_id": "w", "other_versions": {},
+        **out, "should_retrain": False, "reason": "no decision", "checked_at": "now",
+    }  # fmt: skip
+    assert "no rows" in report.markdown(result) and "no rows" in report.html(result)
+    json.loads(executor.to_json(result))
+
+
 def test_a_window_without_a_model_input_is_refused_naming_it(trained):
     model, profile, _, data, _ = trained
     frame = window(model, profile, data.iloc[:600]).drop(columns=["hum"])
