@@ -23,7 +23,7 @@ Then:
   and the sketch's error: KS and normalized Wasserstein on the samples against scipy on
   ALL rows of both tables (``ks_2samp`` / ``wasserstein_distance`` on the raw columns);
 * Evidently 0.7's DataDriftPreset on the same Parquet files in the same run, in its own
-  venv (``LOOPLINE_EVIDENTLY_VENV``, default /work/main/.venv-evidently; made from
+  venv (``LOOPLINE_EVIDENTLY_VENV``, default ``.venv-evidently`` in the checkout; made from
   bench/requirements-evidently.txt when missing), through bench/drift_evidently.py.
 
 The bar (issue 13): compare <= 2 s on 1M rows x 25 features on these 2 cores, and >= 30x
@@ -55,7 +55,7 @@ from components.lib import drift  # noqa: E402
 OUT = ROOT / "bench" / "results" / "drift.json"
 BUILD = ROOT / ".build" / "bench" / "drift"
 EVIDENTLY_LOCK = ROOT / "bench" / "requirements-evidently.txt"
-EVIDENTLY_VENV = Path(os.environ.get("LOOPLINE_EVIDENTLY_VENV", "/work/main/.venv-evidently"))
+EVIDENTLY_VENV = Path(os.environ.get("LOOPLINE_EVIDENTLY_VENV", str(ROOT / ".venv-evidently")))
 NUMERIC = [f"num_{i:02d}" for i in range(20)]
 CATEGORICAL = [f"cat_{i}" for i in range(5)]
 PLANTED = {

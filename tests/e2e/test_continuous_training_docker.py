@@ -139,7 +139,7 @@ def test_a_drifted_decayed_window_retrains_through_the_nested_training_pipeline(
     _, _, tracking_uri, _ = loop
     run_dir, result = monitor(loop, "2011-09-01T00:00Z", 24 * 31)
     assert result["signals"]["drift"] and result["signals"]["decay"]
-    assert result["realized"]["degraded"] and result["labeled"] == 744
+    assert result["realized"]["degraded"] and result["labeled"] == result["rows"] > 700
     assert result["should_retrain"] is True and result["recorded_by_this_run"]
     ran = local_run.ran_tasks(run_dir)
     # The nested training pipeline really ran, on January to August, and registered.
