@@ -379,3 +379,22 @@ def test_help_lists_every_option(capsys):
         "6 fields",
     ):
         assert option in text, option
+
+
+def test_the_continuous_training_pipeline_goes_on_a_daily_schedule_as_the_readme_shows(kfp, capsys):
+    package = os.path.join(ROOT, "pipelines", "continuous_training", "pipeline.yaml")
+    code, out, err = run(
+        capsys, package, "--pipeline", "loopline-continuous-training", "--experiment",
+        "continuous-training", "--job", "bikeshare-daily", "--cron", "0 5 0 * * *",
+        "--param", "source_uri=s3://loopline-data/bikeshare/latest.csv",
+        "--param", "window_hours=24", "--host", kfp.url,
+    )  # fmt: skip
+    assert code == 0, err
+    body = created_body(kfp)
+    assert body["trigger"]["cron_schedule"]["cron"] == "0 5 0 * * *"
+    assert body["max_concurrency"] in ("1", 1) and body["no_catchup"] is True
+    assert body["runtime_config"]["parameters"] == {
+        "source_uri": "s3://loopline-data/bikeshare/latest.csv",
+        "window_hours": 24,
+    }
+    assert "created recurring run bikeshare-daily" in out
