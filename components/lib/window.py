@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import logging
+import concurrent.futures
 import os
 import tempfile
 import uuid
@@ -31,6 +32,8 @@ from components.lib import storage, tables
 
 log = logging.getLogger("loopline.window")
 
+LIST_EACH_UP_TO = 48  # hours: a longer window lists the model's prefix once
+READ_THREADS = 8  # captured files fetched at once
 TIME = "_time"  # the row's time while reading (event_time, else received_at); not returned
 _EMPTY_TYPES = {
     "request_id": "string",
@@ -82,6 +85,22 @@ def _list(cli, bucket: str, prefix: str) -> list[str]:
         if exc.code == "NoSuchBucket":
             raise WindowError(f"bucket {bucket!r} does not exist") from exc
         raise WindowError(f"cannot list s3://{bucket}/{prefix}: {exc.code}: {exc.message}") from exc
+
+
+def _window_keys(
+    cli, bucket: str, prefix: str, model_name: str, partitions: list[str]
+) -> list[str]:
+    """The Parquet files of the window's hour partitions, in partition order.
+
+    A window of up to :data:`LIST_EACH_UP_TO` hours lists each hour's partition; a longer one
+    lists the model's prefix once and keeps the files of its hours (one listing instead of
+    thousands, over at most the capture's retention).
+    """
+    if len(partitions) <= LIST_EACH_UP_TO:
+        return [key for partition in partitions for key in _list(cli, bucket, partition)]
+    wanted = set(partitions)
+    found = _list(cli, bucket, layout.model_prefix(prefix, model_name))
+    return [key for key in found if key[: key.rindex("/") + 1] in wanted]
 
 
 def _read_parquet(cli, bucket: str, key: str, workdir: str) -> pd.DataFrame:
@@ -153,16 +172,13 @@ def read_window(
         partitions = layout.window_partitions(prefix, model_name, start, end)
     except ValueError as exc:
         raise WindowError(str(exc)) from exc
-    frames = []
+    keys = _window_keys(cli, bucket, prefix, model_name, partitions)
+    log.info("%d files in %d hour partitions", len(keys), len(partitions))
     with tempfile.TemporaryDirectory(prefix="loopline-window-") as workdir:
-        for partition in partitions:
-            keys = _list(cli, bucket, partition)
-            for key in keys:
-                frame = _read_parquet(cli, bucket, key, workdir)
-                if len(frame):
-                    frames.append(frame)
-            if keys:
-                log.info("%s: %d files", partition, len(keys))
+        # The files are small (one per capture flush and hour): fetch them concurrently.
+        with concurrent.futures.ThreadPoolExecutor(READ_THREADS) as pool:
+            read = pool.map(lambda key: _read_parquet(cli, bucket, key, workdir), keys)
+            frames = [frame for frame in read if len(frame)]
     if not frames:
         return empty_window()
     window = pd.concat(frames, ignore_index=True, sort=False)

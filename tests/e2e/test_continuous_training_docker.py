@@ -31,7 +31,7 @@ NAME = f"e2e-ct-{uuid.uuid4().hex[:6]}"
 BUCKET = "e2e-ct"
 CAPTURE = f"s3://{BUCKET}/predictions"
 CT = "loopline-continuous-training"
-INPUTS = ["season", "mnth", "day", "hr", "holiday", "weekday", "workingday", "weathersit"]
+INPUTS = ["season", "mnth", "hr", "holiday", "weekday", "workingday", "weathersit"]
 INPUTS += ["temp", "atemp", "hum", "windspeed"]
 # Tasks only the nested training pipeline has: their folders say whether it ran.
 TRAINING_ONLY = {"ingest", "transform", "tune", "train", "evaluate"}

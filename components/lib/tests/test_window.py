@@ -113,6 +113,28 @@ def test_read_window_reads_the_window_in_event_time_order(captured):
     assert list(first["request_id"]) == ["a0", "a1", "a2"]
 
 
+def test_a_long_window_lists_the_model_once_and_reads_the_same_rows(captured, monkeypatch):
+    short = window.read_window(
+        captured, "window-test", "capture", "bikes", T0, T0 + timedelta(hours=3)
+    )
+    listed = []
+    real = window._list
+    monkeypatch.setattr(window, "_list", lambda *a: listed.append(a[2]) or real(*a))
+    # 30 days before T0 to 3 hours after: 723 hour partitions, one listing.
+    long = window.read_window(
+        captured,
+        "window-test",
+        "capture",
+        "bikes",
+        T0 - timedelta(days=30),
+        T0 + timedelta(hours=3),
+    )
+    assert listed == ["capture/model=bikes/"]
+    hour_before = long[long["event_time"] < T0]
+    assert list(long[long["event_time"] >= T0]["request_id"]) == list(short["request_id"])
+    assert len(hour_before) == 1  # the row of the hour before, inside this longer window
+
+
 def test_rows_in_a_wrong_partition_are_dropped_by_their_time(captured, s3_store):
     """A file in hour 03 whose rows say 05:00 (written by hand, as any writer might)."""
     import pyarrow as pa

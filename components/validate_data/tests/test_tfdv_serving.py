@@ -21,7 +21,9 @@ from tests import corpus
 pytestmark = pytest.mark.tfdv
 
 LABELS = ["casual", "registered", "bikers"]
-INPUTS = ["season", "mnth", "day", "hr", "holiday", "weekday", "workingday", "weathersit"]
+# What the serving image captures: the model's 11 input columns (no `day`, the snapshot's
+# time column: a request's time is its event_time).
+INPUTS = ["season", "mnth", "hr", "holiday", "weekday", "workingday", "weathersit"]
 INPUTS += ["temp", "atemp", "hum", "windspeed"]
 
 
