@@ -17,9 +17,9 @@ server's): the same time the capture cut its hour on. No kfp here: the pipeline 
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import logging
-import concurrent.futures
 import os
 import tempfile
 import uuid
