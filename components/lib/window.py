@@ -174,11 +174,13 @@ def read_window(
         raise WindowError(str(exc)) from exc
     keys = _window_keys(cli, bucket, prefix, model_name, partitions)
     log.info("%d files in %d hour partitions", len(keys), len(partitions))
-    with tempfile.TemporaryDirectory(prefix="loopline-window-") as workdir:
-        # The files are small (one per capture flush and hour): fetch them concurrently.
-        with concurrent.futures.ThreadPoolExecutor(READ_THREADS) as pool:
-            read = pool.map(lambda key: _read_parquet(cli, bucket, key, workdir), keys)
-            frames = [frame for frame in read if len(frame)]
+    # The files are small (one per capture flush and hour): fetch them concurrently.
+    with (
+        tempfile.TemporaryDirectory(prefix="loopline-window-") as workdir,
+        concurrent.futures.ThreadPoolExecutor(READ_THREADS) as pool,
+    ):
+        read = pool.map(lambda key: _read_parquet(cli, bucket, key, workdir), keys)
+        frames = [frame for frame in read if len(frame)]
     if not frames:
         return empty_window()
     window = pd.concat(frames, ignore_index=True, sort=False)
