@@ -245,6 +245,7 @@ def serve_and_monitor(
     import pandas as pd
     import requests
 
+    from components.lib import capture_layout
     from components.lib import window as capture_window
     from components.lib.registry import Registry
     from pipelines import local_serving
@@ -319,16 +320,16 @@ def serve_and_monitor(
                      "label": rows["bikers"].astype(float)}
                 )  # fmt: skip
                 key = capture_window.write_labels(
-                    client, bucket, capture_window.labels_prefix(prefix), MODEL_NAME, labels
+                    client, bucket, capture_layout.labels_prefix(prefix), MODEL_NAME, labels
                 )
                 print(f"demo:   labels arrived: {len(labels)} request ids -> s3://{bucket}/{key}")
             decided = run_monitoring(tracking_uri, store, root, start, end)
             if decided is None:
                 raise RuntimeError(f"the continuous-training run of window {number} failed")
+            signals = decided["signals"]
             timeline.append(
-                f"window {number} ({label}): "
-                + ("RETRAIN" if decided["should_retrain"] else "no retrain")
-                + f": {decided['reason']}"
+                f"window {number} ({label}): drift {signals['drift']}, decay {signals['decay']}; "
+                + decided["reason"].replace("retrain:", "RETRAIN:", 1)
             )
             if decided.get("retrained"):
                 timeline.append(decided["retrained"])
@@ -364,7 +365,11 @@ def run_monitoring(tracking_uri: str, store, root: Path, start: str, end: str) -
     run_dir = local_run.latest_run(root, CT_PIPELINE)
     result = json.loads((run_dir / "detect-drift" / "result" / "result.json").read_text())
     summary = (run_dir / "detect-drift" / "summary").read_text().splitlines()
-    print("\n".join(f"  {line}" for line in summary[:SUMMARY_LINES]))
+    # The decision and the signals (the per-feature table follows in the file).
+    table = "| feature | kind | drifted | importance | effects | p (BH) | reason |"
+    head = summary[: summary.index(table) - 1] if table in summary else summary
+    shown = [ln for ln in head if ln.strip()]
+    print("\n".join(f"  {line}" for line in shown))
     print(f"demo:   report: {run_dir / 'detect-drift' / 'report'} (HTML)")
     if result["should_retrain"] and (run_dir / "evaluate").exists():
         print_judgement(run_dir, tracking_uri)
