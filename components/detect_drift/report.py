@@ -123,9 +123,11 @@ def _bars(f: Mapping, width: int = 330, height: int = 170) -> str:
     cur = list(f.get("current_hist") or [])
     labels = [str(x) for x in (f.get("labels") or [])]
     # The missing-value bin, when neither side has a missing value, is only noise in the plot.
-    if labels and labels[-1] == "missing" and len(ref) == len(cur) == len(labels):
-        if not ref[-1] and not cur[-1]:
-            ref, cur, labels = ref[:-1], cur[:-1], labels[:-1]
+    empty_missing = (
+        labels and labels[-1] == "missing" and not (ref and ref[-1]) and not (cur and cur[-1])
+    )
+    if empty_missing and len(ref) == len(cur) == len(labels):
+        ref, cur, labels = ref[:-1], cur[:-1], labels[:-1]
     n = max(len(ref), len(cur))
     if not n:
         return ""
