@@ -12,6 +12,7 @@ TFDV_VENV    := .venv-tfdv
 TUNER_VENV   := .venv-tuner
 MLFLOW_VENV  := .venv-mlflow
 SERVING_VENV := .venv-serving
+FEATURES_VENV := .venv-features
 VERSION      := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' components/_version.py)
 REVISION     := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 REGISTRY     ?= loopline
@@ -21,7 +22,7 @@ BASE_IMAGE   ?= python:3.11-slim-bookworm
 LOCAL_BASE   ?= loopline/base:py3.11-bookworm
 # Extra CA certificates for pip inside image builds (a TLS-intercepting proxy, say).
 EXTRA_CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
-IMAGES       := pipeline tfdv tuner mlflow serving
+IMAGES       := pipeline tfdv tuner mlflow serving features
 PIPELINE_ROOT ?= $(CURDIR)/.build/pipeline_root
 PYTEST_ARGS  ?=
 
@@ -45,7 +46,7 @@ $(STAMP)/venv: images/pipeline/requirements.txt tests/requirements.txt pyproject
 
 # A side env for each image that cannot share the main env (tfdv: TFDV needs protobuf < 5;
 # tuner: the Katib SDK; mlflow: the tracking server, which needs pyarrow < 26; serving: the
-# model server, kserve 0.21 needs pandas < 3): the image's
+# model server, kserve 0.21 needs pandas < 3; features: Feast 0.67, which needs pandas < 3): the image's
 # lock plus pytest. TFDV takes ~3 minutes the first time.
 $(STAMP)/venv-%: images/%/requirements.txt
 	@mkdir -p $(STAMP)
@@ -55,7 +56,7 @@ $(STAMP)/venv-%: images/%/requirements.txt
 	@touch $@
 
 .PHONY: setup
-setup: $(STAMP)/venv $(STAMP)/venv-tfdv $(STAMP)/venv-tuner $(STAMP)/venv-mlflow $(STAMP)/venv-serving ## Create the dev virtualenvs (main env; TFDV env; tuner env; MLflow server env; model server env) from the locked requirements
+setup: $(STAMP)/venv $(STAMP)/venv-tfdv $(STAMP)/venv-tuner $(STAMP)/venv-mlflow $(STAMP)/venv-serving $(STAMP)/venv-features ## Create the dev virtualenvs (main env; TFDV env; tuner env; MLflow server env; model server env; Feast env) from the locked requirements
 
 .PHONY: lock
 lock: ## Re-resolve the requirement locks from the requirements.in files (slow; needs PyPI; LOCK="pipeline mlflow" for some)
@@ -124,11 +125,13 @@ lint: $(STAMP)/venv ## ruff check and format check
 # ---------------------------------------------------------------- the two commands
 TFDV_TESTS := $(wildcard components/*/tests/test_tfdv_*.py)
 TUNER_TESTS := $(wildcard components/*/tests/test_tuner_*.py)
+FEATURES_TESTS := $(wildcard components/*/tests/test_features_*.py)
 
 .PHONY: test
-test: setup system images lint ## Run every test: unit, kfp.local SubprocessRunner, DockerRunner end to end, TFDV and tuner envs
-	$(BIN)/python -m pytest $(addprefix --ignore=,$(TFDV_TESTS) $(TUNER_TESTS)) $(PYTEST_ARGS)
+test: setup system images lint ## Run every test: unit, kfp.local SubprocessRunner, DockerRunner end to end, TFDV, tuner and Feast envs
+	$(BIN)/python -m pytest $(addprefix --ignore=,$(TFDV_TESTS) $(TUNER_TESTS) $(FEATURES_TESTS)) $(PYTEST_ARGS)
 	$(TUNER_VENV)/bin/python -m pytest -p no:cacheprovider $(TUNER_TESTS) $(PYTEST_ARGS)
+	$(FEATURES_VENV)/bin/python -m pytest -p no:cacheprovider $(FEATURES_TESTS) $(PYTEST_ARGS)
 	TF_CPP_MIN_LOG_LEVEL=3 $(TFDV_VENV)/bin/python -m pytest -p no:cacheprovider -W ignore $(TFDV_TESTS) $(PYTEST_ARGS)
 
 .PHONY: demo
@@ -137,5 +140,5 @@ demo: $(STAMP)/venv $(STAMP)/venv-mlflow $(STAMP)/venv-serving system images ## 
 
 .PHONY: clean
 clean: ## Remove venvs, build outputs and local pipeline runs (images stay; `docker rmi` them)
-	rm -rf $(VENV) $(TFDV_VENV) $(TUNER_VENV) $(MLFLOW_VENV) $(SERVING_VENV) .build .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TFDV_VENV) $(TUNER_VENV) $(MLFLOW_VENV) $(SERVING_VENV) $(FEATURES_VENV) .build .pytest_cache .ruff_cache
 	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -12,8 +12,9 @@ from __future__ import annotations
 from components._version import __version__
 
 DEFAULT_REGISTRY = "loopline"
-# The images pipeline tasks run in (the compiled YAMLs name them).
-FAMILIES = ("pipeline", "tfdv", "tuner")
+# The images pipeline tasks run in (the compiled YAMLs name them). features: Feast 0.67
+# (pandas < 3), no kfp; its components (materialize) are container components.
+FAMILIES = ("pipeline", "tfdv", "tuner", "features")
 # Images of services beside the pipelines, built and pushed the same way: the MLflow tracking
 # server (the model registry's server; manifests/ deploy it on a cluster) and the model server
 # (components/serving; the ServingRuntime in manifests/serving names it).
@@ -55,5 +56,6 @@ def retarget(uri: str, registry: str) -> str:
 PIPELINE_IMAGE = image("pipeline")
 TFDV_IMAGE = image("tfdv")
 TUNER_IMAGE = image("tuner")
+FEATURES_IMAGE = image("features")
 MLFLOW_IMAGE = image("mlflow")
 SERVING_IMAGE = image("serving")

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 header='# Full lock of requirements.in, made by `make lock` (pip install -r requirements.in in a clean venv, then pip freeze).
 # Do not edit by hand.'
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-families=("$@"); [ ${#families[@]} -gt 0 ] || families=(pipeline tfdv tuner mlflow serving)
+families=("$@"); [ ${#families[@]} -gt 0 ] || families=(pipeline tfdv tuner mlflow serving features)
 for family in "${families[@]}"; do
   dir=images/$family
   python3 -m venv "$tmp/venv-$(basename $dir)"

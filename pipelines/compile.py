@@ -27,6 +27,7 @@ from components.detect_drift.component import detect_drift, retrain_relay
 from components.evaluate.component import decision_relay, evaluate
 from components.find_champion.component import find_champion
 from components.ingest.component import ingest
+from components.materialize.component import materialize
 from components.push.component import push
 from components.read_window.component import read_window
 from components.register.component import register
@@ -46,6 +47,7 @@ TARGETS = [
     (find_champion, "components/find_champion/component.yaml"),
     (ingest, "components/ingest/component.yaml"),
     (validate_data, "components/validate_data/component.yaml"),
+    (materialize, "components/materialize/component.yaml"),
     (data_gate, "components/data_gate/component.yaml"),
     (transform, "components/transform/component.yaml"),
     (tune, "components/tune/component.yaml"),
