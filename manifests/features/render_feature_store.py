@@ -3,7 +3,7 @@
 It is the Bikeshare repository's one template (components/lib/feature_repos/bikeshare/
 feature_store.template.yaml) rendered by components/lib/featurestore.py for the ``cluster``
 target, with the locations below; kustomization.yaml puts it in the ConfigMap
-``loopline-feature-store``. tests/test_features_manifests.py fails when the committed file
+``loopline-feature-store``. tests/test_manifests_features.py fails when the committed file
 differs from what this script writes now.
 
     python manifests/features/render_feature_store.py          # rewrite feature_store.yaml
