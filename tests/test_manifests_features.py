@@ -371,3 +371,62 @@ def test_the_render_script_reports_a_stale_file(tmp_path, monkeypatch):
     assert render_feature_store.main([]) == 0
     assert stale.read_text() == (FEATURES / "feature_store.yaml").read_text()
     assert os.path.getsize(stale) > 0
+
+
+# --- the Redis container's script, run for real ---------------------------------------------
+
+
+def test_the_redis_script_and_probe_work_with_a_real_redis_server(tmp_path):
+    """The container's shell script and exec probe, run with Debian's redis-server and
+    redis-cli (`make system`), the pod's paths moved into a temporary folder and the port to
+    a free one on loopback. Fails, never skips, without them."""
+    import shutil
+    import socket
+    import stat
+    import time
+
+    for tool in ("redis-server", "redis-cli"):
+        if not shutil.which(tool):
+            pytest.fail(f"{tool} is not on PATH (Debian: apt-get install redis-server)")
+    db = container(render(FEATURES), "StatefulSet", "loopline-redis", "redis")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    run, data = tmp_path / "run", tmp_path / "data"
+    run.mkdir()
+    data.mkdir()
+
+    def local(text: str) -> str:
+        return (
+            text.replace("/run/redis", str(run))
+            .replace("--dir /data", f"--dir {data}")
+            .replace("--port 6379 --bind 0.0.0.0", f"--port {port} --bind 127.0.0.1")
+            .replace("redis-cli -h 127.0.0.1", f"redis-cli -h 127.0.0.1 -p {port}")
+        )
+
+    script = local(db["args"][0])
+    assert str(port) in script and str(data) in script
+    env = {"PATH": os.environ["PATH"], "REDIS_PASSWORD": "probe0test0password"}
+    server = subprocess.Popen(
+        [*db["command"], script], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
+    probe = [local(part) for part in db["readinessProbe"]["exec"]["command"]]
+    try:
+        deadline = time.monotonic() + 30
+        while subprocess.run(probe, env=env).returncode != 0:
+            assert server.poll() is None, f"redis-server exited with {server.returncode}"
+            assert time.monotonic() < deadline, "the readiness probe never passed"
+            time.sleep(0.2)
+        # The password file: the owner's only, and a wrong password fails the probe.
+        assert stat.S_IMODE((run / "auth.conf").stat().st_mode) == 0o600
+        wrong = {**env, "REDIS_PASSWORD": "wrong"}
+        assert subprocess.run(probe, env=wrong, capture_output=True).returncode != 0
+        # The settings reached the server (append-only file in the data folder, no RDB).
+        cli = ["redis-cli", "-h", "127.0.0.1", "-p", str(port), "config", "get"]
+        auth = {**env, "REDISCLI_AUTH": env["REDIS_PASSWORD"]}
+        for key, value in (("appendonly", "yes"), ("save", ""), ("maxmemory-policy", "noeviction")):
+            out = subprocess.run([*cli, key], env=auth, capture_output=True, text=True).stdout
+            assert out.splitlines() == [key, value], out
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
