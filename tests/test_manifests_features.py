@@ -381,17 +381,16 @@ def test_the_redis_script_and_probe_work_with_a_real_redis_server(tmp_path):
     redis-cli (`make system`), the pod's paths moved into a temporary folder and the port to
     a free one on loopback. Fails, never skips, without them."""
     import shutil
-    import socket
     import stat
     import time
+
+    from pipelines.local_s3 import free_port
 
     for tool in ("redis-server", "redis-cli"):
         if not shutil.which(tool):
             pytest.fail(f"{tool} is not on PATH (Debian: apt-get install redis-server)")
     db = container(render(FEATURES), "StatefulSet", "loopline-redis", "redis")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     run, data = tmp_path / "run", tmp_path / "data"
     run.mkdir()
     data.mkdir()

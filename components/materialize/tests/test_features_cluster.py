@@ -17,7 +17,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ import yaml
 from components.lib import featurestore as fs
 from components.lib.feature_repos import bikeshare as repo
 from components.materialize import executor
+from pipelines.local_s3 import free_port
 
 pytestmark = pytest.mark.features
 
@@ -42,12 +42,6 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "loopline-test", "AWS_SECRET_ACCESS_KEY": "l
 BUCKET = "mlpipeline"
 STORAGE = f"s3://{BUCKET}/private/test-ns/feast/bikeshare"
 ROWS = 1000
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait(ready, what: str, process: subprocess.Popen, seconds: float = 60.0):
@@ -83,7 +77,7 @@ def redis_server(tmp_path_factory):
     )
     if not binary:
         pytest.fail("redis-server is not on PATH (Debian: apt-get install redis-server)")
-    port = _free_port()
+    port = free_port()
     folder = tmp_path_factory.mktemp("redis")
     config = folder / "redis.conf"
     config.write_text(f'requirepass "{PASSWORD}"\n')
@@ -109,7 +103,7 @@ def s3_endpoint():
 
     if not os.access(MOTO_SERVER, os.X_OK):
         pytest.fail(f"{MOTO_SERVER} is missing: `make setup` installs moto in the main env")
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
@@ -246,7 +240,7 @@ def test_the_feature_server_from_the_manifest_serves_the_offline_latest_values(
     )
     (repo_dir / "feature_store.yaml").write_text(fs.render_config(where))
     command[2] = str(repo_dir)
-    port = _free_port()
+    port = free_port()
     loopback = {"--host": "--host=127.0.0.1", "--port": f"--port={port}"}
     args = [loopback.get(a.split("=", 1)[0], a) for a in feast["args"]]
     feast_bin = str(Path(sys.executable).parent / command[0])
