@@ -68,21 +68,22 @@ engine: ## Make sure a Docker engine answers (install and start docker.io on Deb
 	@images/engine.sh
 
 # Debian's nginx (the local traffic split and mirror), prometheus with promtool (the gates'
-# metrics, the alert rules' checks) and wrk (the serving benchmark's load).
-SYSTEM_TOOLS := nginx prometheus promtool wrk
+# metrics, the alert rules' checks), wrk (the serving benchmark's load) and redis-server (the
+# feature store's online store on the cluster target, tested against a real one).
+SYSTEM_TOOLS := nginx prometheus promtool wrk redis-server
 .PHONY: system
-system: ## Make sure nginx, prometheus, promtool and wrk are installed (apt-get install nginx-light prometheus wrk on Debian as root)
+system: ## Make sure nginx, prometheus, promtool, wrk and redis-server are installed (apt-get install nginx-light prometheus wrk redis-server on Debian as root)
 	@missing=""; for t in $(SYSTEM_TOOLS); do \
 	  command -v $$t >/dev/null 2>&1 || [ -x /usr/sbin/$$t ] || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "system: installing nginx-light prometheus wrk (missing:$$missing)"; \
+	    echo "system: installing nginx-light prometheus wrk redis-server (missing:$$missing)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	      nginx-light prometheus wrk >/dev/null; \
+	      nginx-light prometheus wrk redis-server >/dev/null; \
 	  else \
-	    echo "system: missing:$$missing; install Debian's nginx-light, prometheus and wrk (or your system's packages of them)"; exit 1; \
+	    echo "system: missing:$$missing; install Debian's nginx-light, prometheus, wrk and redis-server (or your system's packages of them)"; exit 1; \
 	  fi; \
-	fi; echo "system: nginx, prometheus, promtool and wrk are installed"
+	fi; echo "system: nginx, prometheus, promtool, wrk and redis-server are installed"
 
 .PHONY: base-image
 base-image: engine ## Pull python:3.11-slim-bookworm, or build an equivalent with debootstrap where it cannot be pulled

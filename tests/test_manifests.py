@@ -33,14 +33,15 @@ MLFLOW_BASE = ROOT / "manifests" / "mlflow"
 KUBERNETES_VERSION = "1.32"
 
 # The Secrets the kubeflow-user overlay reads and never ships, with the keys it reads: the
-# user creates the first and the last three (manifests/serving/kustomization.yaml),
-# Kubeflow Pipelines' profile controller the second.
+# user creates the first, the three of manifests/serving/kustomization.yaml and the last
+# (manifests/features/kustomization.yaml), Kubeflow Pipelines' profile controller the second.
 USER_SECRETS = {
     "mlflow-postgres": {"username", "password"},
     "mlpipeline-minio-artifact": {"accesskey", "secretkey"},
     "loopline-minio-admin": {"accesskey", "secretkey"},
     "loopline-serving-s3": {"accesskey", "secretkey"},
     "loopline-monitoring-s3": {"accesskey", "secretkey"},
+    "loopline-redis": {"password"},
 }
 KUBEFLOW_OBJECT_STORE = "http://minio-service.kubeflow:9000"
 
@@ -456,6 +457,11 @@ def test_mlflow_image_is_the_package_version_and_overlays_can_retarget_it(tmp_pa
                         "name": "loopline/serving",
                         "newName": "registry.example.com/loopline/serving",
                     },
+                    {
+                        "name": "loopline/features",
+                        "newName": "registry.example.com/loopline/features",
+                    },
+                    {"name": "redis", "newName": "registry.example.com/mirror/redis"},
                 ],
             }
         )
@@ -466,6 +472,8 @@ def test_mlflow_image_is_the_package_version_and_overlays_can_retarget_it(tmp_pa
         f"registry.example.com/loopline/mlflow:{__version__}",
         "registry.example.com/mirror/postgres:17-bookworm",
         "registry.example.com/mirror/mc:RELEASE.2025-04-16T18-13-26Z",
+        f"registry.example.com/loopline/features:{__version__}",
+        "registry.example.com/mirror/redis:7.2-bookworm",
     }
     (runtime,) = [d for d in docs if d["kind"] == "ServingRuntime"]
     assert runtime["spec"]["containers"][0]["image"] == (
