@@ -50,7 +50,7 @@ def _evaluation(folder: Path, decision: str) -> str:
     return str(folder)
 
 
-def _statistics(folder: Path, schema_version: str = "bikeshare-1.0.0", **change) -> str:
+def _statistics(folder: Path, schema_version: str = "bikeshare-1.1.0", **change) -> str:
     """A statistics folder as validate_data writes it, with its request schema."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "metadata.json").write_text(json.dumps({"schema_version": schema_version}))
