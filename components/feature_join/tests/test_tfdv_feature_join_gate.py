@@ -65,10 +65,10 @@ def test_ttl_expired_weather_for_many_hours_is_stopped_by_the_gate_naming_the_co
     summary = _gate(path, tmp_path)
     assert summary["anomalies_found"] is True
     assert (tmp_path / "anomalies_found").read_text() == "true"
-    named = {a["column"] for a in summary["anomalies"]}
-    assert {"weathersit", *WEATHER_NUMERIC} <= named, summary["anomalies"]
-    text = json.dumps(summary["anomalies"]).lower()
-    assert "missing" in text or "present" in text or "presence" in text
+    found = {(a["column"], a["kind"]) for a in summary["anomalies"]}
+    assert found == {
+        (c, "FEATURE_TYPE_LOW_FRACTION_PRESENT") for c in ("weathersit", *WEATHER_NUMERIC)
+    }, summary["anomalies"]
 
 
 def test_gaps_within_the_ttl_leave_no_missing_value_and_pass_the_gate(tmp_path):
