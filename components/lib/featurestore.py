@@ -241,10 +241,11 @@ def historical_features(
 
     Returns one row per row of ``entity_df``, in its order, its columns those of ``entity_df``
     followed by the features (names without the view prefix). Feast 0.67's file offline store
-    drops an example for which no observation lies within the TTL (checked here); the views are
-    therefore fetched one at a time and joined back to every example (an on-demand view's
-    registered transformation runs on every example's time), so such an example keeps
-    its row with the weather null (what the data gate's presence limit judges).
+    (the cluster's) drops an example for which no observation lies within the TTL (its DuckDB
+    store, the embedded default, keeps it with nulls); the views are therefore fetched one at
+    a time and joined back to every example (an on-demand view's registered transformation
+    runs on every example's time), so such an example keeps its row with the weather null
+    (what the data gate's presence limit judges) whichever store answers.
     """
     import pandas as pd
 
