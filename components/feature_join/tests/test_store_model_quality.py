@@ -14,19 +14,24 @@ from __future__ import annotations
 
 import json
 
-import joblib
-import numpy as np
-import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
-from components.evaluate import stats
-from components.feature_join import executor as feature_join
-from components.lib import featurestore as fs
-from components.lib import modeling, tables
-from components.register import executor as register
-from components.train import executor as train
-from components.transform import executor as transform
+# The main environment's test (scikit-learn): skipped when the directory is collected in the
+# features or TFDV environment, which have no scikit-learn.
+joblib = pytest.importorskip("joblib")
+pytest.importorskip("sklearn")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from components.evaluate import stats  # noqa: E402
+from components.feature_join import executor as feature_join  # noqa: E402
+from components.lib import featurestore as fs  # noqa: E402
+from components.lib import modeling, tables  # noqa: E402
+from components.register import executor as register  # noqa: E402
+from components.train import executor as train  # noqa: E402
+from components.transform import executor as transform  # noqa: E402
 
 pytestmark = pytest.mark.unit
 
