@@ -25,6 +25,7 @@ from components import _images
 from components.data_gate.component import data_gate
 from components.detect_drift.component import detect_drift, retrain_relay
 from components.evaluate.component import decision_relay, evaluate
+from components.feature_join.component import feature_join
 from components.find_champion.component import find_champion
 from components.ingest.component import ingest
 from components.materialize.component import materialize
@@ -48,6 +49,7 @@ TARGETS = [
     (ingest, "components/ingest/component.yaml"),
     (validate_data, "components/validate_data/component.yaml"),
     (materialize, "components/materialize/component.yaml"),
+    (feature_join, "components/feature_join/component.yaml"),
     (data_gate, "components/data_gate/component.yaml"),
     (transform, "components/transform/component.yaml"),
     (tune, "components/tune/component.yaml"),

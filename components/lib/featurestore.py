@@ -36,6 +36,14 @@ TARGET_ENV = "LOOPLINE_FEATURE_TARGET"
 REPOS = {"bikeshare": bikeshare_repo}
 REPO_ROOT = Path(__file__).resolve().parent / "feature_repos"
 OFFLINE_FILE = "offline/weather.parquet"
+# Feast's offline store per target. ``duckdb`` (Feast's ibis / DuckDB store, ``feast[duckdb]``):
+# a sorted as-of join, 1M examples in seconds (bench/point_in_time.py); Feast's ``file`` (dask)
+# store pairs every example with every observation of its entity before the TTL filter (800
+# examples 7.8 s, a year 6.6 GB). The cluster keeps ``file``: the DuckDB store reads ``s3://``
+# through DuckDB's httpfs extension, which DuckDB downloads at run time, and passes the MinIO
+# endpoint only together with explicit source credentials.
+OFFLINE_STORES = {"embedded": "duckdb", "cluster": "file"}
+OFFLINE_TYPES = ("duckdb", "file")
 
 
 class FeatureStoreError(ValueError):
@@ -52,6 +60,7 @@ class StoreLocation:
     registry_uri: str
     online: dict
     s3_endpoint: str = ""
+    offline: str = "file"
 
     def describe_online(self) -> str:
         if self.online["type"] == "sqlite":
@@ -67,7 +76,7 @@ def resolve_target(target: str = "") -> str:
 
 
 def location(
-    storage: str, target: str = "", redis: str = "", s3_endpoint: str = ""
+    storage: str, target: str = "", redis: str = "", s3_endpoint: str = "", offline: str = ""
 ) -> StoreLocation:
     """The run's store locations for ``target`` (``embedded`` or ``cluster``).
 
@@ -76,8 +85,13 @@ def location(
         target: ``embedded`` or ``cluster``; empty: ``$LOOPLINE_FEATURE_TARGET``, else embedded.
         redis: ``host:port[,options]`` of the Redis online store (cluster only).
         s3_endpoint: ``http(s)://host:port`` of the S3 API (cluster only).
+        offline: Feast's offline store type, ``duckdb`` or ``file``; empty: the target's
+            (:data:`OFFLINE_STORES`: embedded ``duckdb``, cluster ``file``).
     """
     target = resolve_target(target)
+    offline = offline or OFFLINE_STORES[target]
+    if offline not in OFFLINE_TYPES:
+        raise FeatureStoreError(f"offline store {offline!r}: use one of {OFFLINE_TYPES}")
     storage = storage.rstrip("/")
     if target == "embedded":
         if storage.startswith("s3://"):
@@ -101,6 +115,7 @@ def location(
         registry_uri=f"{storage}/registry.db",
         online=online,
         s3_endpoint=s3_endpoint,
+        offline=offline,
     )
 
 
@@ -109,7 +124,9 @@ def render_config(where: StoreLocation, repo: str = "bikeshare") -> str:
     template = (REPO_ROOT / repo / "feature_store.template.yaml").read_text()
     # JSON is YAML: the values go in as flow scalars / mappings, quoted where they need it.
     return Template(template).substitute(
-        registry=json.dumps(where.registry_uri), online_store=json.dumps(where.online)
+        registry=json.dumps(where.registry_uri),
+        online_store=json.dumps(where.online),
+        offline_store=json.dumps({"type": where.offline}),
     )
 
 
@@ -224,10 +241,11 @@ def historical_features(
 
     Returns one row per row of ``entity_df``, in its order, its columns those of ``entity_df``
     followed by the features (names without the view prefix). Feast 0.67's file offline store
-    drops an example for which no observation lies within the TTL (checked here); the views are
-    therefore fetched one at a time and joined back to every example (an on-demand view's
-    registered transformation runs on every example's time), so such an example keeps
-    its row with the weather null (what the data gate's presence limit judges).
+    (the cluster's) drops an example for which no observation lies within the TTL (its DuckDB
+    store, the embedded default, keeps it with nulls); the views are therefore fetched one at
+    a time and joined back to every example (an on-demand view's registered transformation
+    runs on every example's time), so such an example keeps its row with the weather null
+    (what the data gate's presence limit judges) whichever store answers.
     """
     import pandas as pd
 
@@ -284,10 +302,42 @@ def view_versions(store, repo: str = "bikeshare") -> dict[str, str]:
     out = {}
     views = list(store.list_feature_views()) + list(store.list_on_demand_feature_views())
     for view in sorted(views, key=lambda v: v.name):
-        proto = view.to_proto().spec
+        proto = _without_meta(view.to_proto().spec)
         digest = hashlib.sha256(proto.SerializeToString(deterministic=True)).hexdigest()[:12]
         out[view.name] = f"{spec.VERSION}/{digest}"
     return out
+
+
+def _without_meta(message):
+    """A copy of ``message`` with every nested ``meta`` (created / updated timestamps) cleared.
+
+    Feast 0.67 stamps a ``RequestSource``'s ``meta`` with the time ``to_proto`` is called, so
+    the on-demand view's spec differed on every read of the same registry (the calendar
+    version changed between materialize and the join); times are not part of a view's version.
+    """
+    copy = type(message)()
+    copy.CopyFrom(message)
+    _clear_meta(copy)
+    return copy
+
+
+def _clear_meta(message) -> None:
+    for field, value in message.ListFields():
+        if field.message_type is None:
+            continue
+        repeated = field.is_repeated  # protobuf >= 7 (the features lock): no field.label
+        if field.name == "meta" and not repeated:
+            message.ClearField(field.name)
+            continue
+        if not repeated:
+            _clear_meta(value)
+        elif field.message_type.GetOptions().map_entry:
+            if field.message_type.fields_by_name["value"].message_type is not None:
+                for item in value.values():
+                    _clear_meta(item)
+        else:
+            for item in value:
+                _clear_meta(item)
 
 
 def time_range(observations, repo: str = "bikeshare") -> tuple[datetime, datetime]:
@@ -297,3 +347,40 @@ def time_range(observations, repo: str = "bikeshare") -> tuple[datetime, datetim
 
 
 ONE_SECOND = timedelta(seconds=1)
+
+
+def asof_join(observations, entity_df, repo: str = "bikeshare"):
+    """The point-in-time join by hand, without Feast (pandas only): what
+    :func:`historical_features` returns, for the same observations and examples.
+
+    Per example, the latest observation of its entity at or before its time and no older
+    than the weather view's TTL (``merge_asof``: ``by`` the entity, ``direction="backward"``,
+    ``tolerance`` = TTL, both ends inclusive, as Feast's), else null; the calendar features
+    from :mod:`.feature_repos.bikeshare.calendar`. bench/point_in_time.py and the features
+    tests check it equals Feast's join row for row; the tests of images without Feast (the
+    TFDV image's data-gate test, the main environment's quality test) build their rows with it.
+    """
+    import pandas as pd
+
+    from components.lib.feature_repos.bikeshare.calendar import calendar_features
+
+    spec = REPOS[repo]
+    order = "__loopline_row"
+    frame = entity_df.copy()
+    frame[spec.TIMESTAMP] = pd.to_datetime(frame[spec.TIMESTAMP], utc=True)
+    frame[order] = range(len(frame))
+    right = observations[[spec.ENTITY, spec.TIMESTAMP, *spec.WEATHER_FEATURES]].copy()
+    right[spec.TIMESTAMP] = pd.to_datetime(right[spec.TIMESTAMP], utc=True)
+    joined = pd.merge_asof(
+        frame.sort_values(spec.TIMESTAMP, kind="stable"),
+        right.sort_values(spec.TIMESTAMP, kind="stable"),
+        on=spec.TIMESTAMP,
+        by=spec.ENTITY,
+        direction="backward",
+        tolerance=pd.Timedelta(spec.WEATHER_TTL),
+    )
+    joined = joined.sort_values(order, kind="stable").reset_index(drop=True)
+    derived = calendar_features(joined[spec.TIMESTAMP]).reset_index(drop=True)
+    out = pd.concat([joined, derived[list(spec.CALENDAR_FEATURES)]], axis=1)
+    names = [*spec.WEATHER_FEATURES, *spec.CALENDAR_FEATURES]
+    return out[[*entity_df.columns, *names]]

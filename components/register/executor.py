@@ -81,6 +81,7 @@ def lineage_of(
         "target",
         "seed",
         "training_rows",
+        "feature_view_versions",  # training rows from the feature store (feature_join) only
     )
     lineage = {k: model_meta[k] for k in keys if k in model_meta}
     lineage["holdout_sha256"] = holdout_meta.get("sha256", "")

@@ -54,6 +54,9 @@ def train(
         "transform_version": transformer.metadata.get("transform_version", ""),
         "code_revision": os.environ.get("LOOPLINE_REVISION", "unknown"),
     }
+    # Rows built from the feature store (feature_join) carry the feature views' versions.
+    if train_data.metadata.get("feature_view_versions"):
+        lineage["feature_view_versions"] = train_data.metadata["feature_view_versions"]
     meta, scores = executor.run(
         train_data.path,
         eval_data.path,

@@ -167,9 +167,18 @@ def test_one_template_renders_both_targets(tmp_path):
     assert embedded["registry"]["path"] == str(tmp_path / "registry.db")
     assert cluster["online_store"] == {"type": "redis", "connection_string": "redis:6379"}
     assert cluster["registry"]["path"] == "s3://feast/bikeshare/registry.db"
-    assert {k: v for k, v in embedded.items() if k not in ("online_store", "registry")} == {
-        k: v for k, v in cluster.items() if k not in ("online_store", "registry")
+    # The offline store: DuckDB embedded (bench/point_in_time.py), the file store on S3.
+    assert embedded["offline_store"] == {"type": "duckdb"}
+    assert cluster["offline_store"] == {"type": "file"}
+    differ = ("online_store", "registry", "offline_store")
+    assert {k: v for k, v in embedded.items() if k not in differ} == {
+        k: v for k, v in cluster.items() if k not in differ
     }
+    assert yaml.safe_load(fs.render_config(fs.location(str(tmp_path), offline="file")))[
+        "offline_store"
+    ] == {"type": "file"}
+    with pytest.raises(fs.FeatureStoreError, match="spark"):
+        fs.location(str(tmp_path), offline="spark")
     with pytest.raises(fs.FeatureStoreError, match="redis"):
         fs.location("s3://feast/x", "cluster")
 
