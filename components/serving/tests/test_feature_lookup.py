@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -239,18 +240,22 @@ def test_lookup_metrics_carry_the_model_and_version(server):
 def test_feature_server_down_is_a_503_and_full_requests_still_served(version, tmp_path, flat_last):
     # A socket that accepts connections (the kernel's backlog) and never answers: a timeout;
     # then closed: nothing listens, the connection is refused.
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(64)
+    silent = socket.create_server(("127.0.0.1", 0), backlog=64)
     url = f"http://127.0.0.1:{silent.getsockname()[1]}"
     proc = _server(version, tmp_path, url, "--feature_server_timeout", "0.5")
     try:
-        began = time.monotonic()
-        answer = infer(proc, lookup_body([LAST], "timeout-1"))
+        # The lookup waits on the silent server without blocking the event loop: a full
+        # request sent meanwhile is answered before the lookup times out.
+        with ThreadPoolExecutor(1) as pool:
+            began = time.monotonic()
+            pending = pool.submit(infer, proc, lookup_body([LAST], "timeout-1"))
+            time.sleep(0.1)
+            assert prediction(infer(proc, full_body(flat_last, "full-during")))
+            assert time.monotonic() - began < 0.45 and not pending.done()
+            answer = pending.result()
         assert answer.status_code == 503, answer.text
         assert f"the feature server {url} did not answer within 0.5 s" in answer.json()["error"]
         assert time.monotonic() - began < 5
-        assert prediction(infer(proc, full_body(flat_last, "full-during")))
         silent.close()
         answer = infer(proc, lookup_body([LAST], "down-1"))
         assert answer.status_code == 503, answer.text
