@@ -108,6 +108,13 @@ def build_parser(parent: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="the entity value when a lookup request names none (e.g. washington_dc); empty: "
         "the request must name it",
     )
+    parser.add_argument(
+        "--feature_calendar",
+        choices=("server", "local"),
+        default="server",
+        help="server: the on-demand calendar view computed by the feature server; local: only "
+        "the weather from the feature server, the calendar computed here (same rules, faster)",
+    )
     # Fault injection: for tests and demos only (a rollout test makes a challenger bad with
     # them); off by default, and no manifest sets them.
     faults = parser.add_argument_group("fault injection (tests and demos only)")
@@ -173,6 +180,7 @@ def main() -> None:
         feature_server_url=args.feature_server_url,
         feature_server_timeout=args.feature_server_timeout,
         feature_entity_default=args.feature_entity_default,
+        feature_calendar=args.feature_calendar,
         faults=Faults(
             error_rate=args.fault_error_rate,
             latency_ms=args.fault_latency_ms,

@@ -82,6 +82,7 @@ class Options:
     feature_server_url: str = ""
     feature_server_timeout: float = 1.0
     feature_entity_default: str = ""
+    feature_calendar: str = "server"  # server | local (the on-demand view computed here)
     faults: Faults = field(default_factory=Faults)
 
 
@@ -177,6 +178,7 @@ class LooplineModel(kserve.Model):
                 inputs=self.loaded.inputs,
                 timeout_s=opts.feature_server_timeout,
                 default_entity=opts.feature_entity_default,
+                calendar=opts.feature_calendar,
                 labels={"model": self.name, "version": self.version},
             )
             self.loaded.schema = dataclasses.replace(

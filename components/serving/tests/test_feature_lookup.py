@@ -284,3 +284,22 @@ def test_lookup_is_off_without_the_flag(version, tmp_path):
         assert "input 'city' is not a column of the model's schema" in answer.json()["error"]
     finally:
         proc.stop()
+
+
+def test_calendar_computed_locally_gives_the_same_predictions(
+    version, feast, server, tmp_path, flat_last
+):
+    times = [LAST, "2012-01-01T00:00:00Z", "2012-01-01T01:30:00Z", "2012-01-01T02:00:00Z"]
+    by_server = prediction(infer(server, lookup_body(times, "calendar-server")))
+    proc = _server(version, tmp_path, feast.url, "--feature_calendar", "local")
+    try:
+        assert "computed here" in proc.log()
+        assert prediction(infer(proc, lookup_body(times, "calendar-local"))) == by_server
+        assert prediction(infer(proc, lookup_body([LAST], "local-1"))) == prediction(
+            infer(proc, full_body(flat_last, "local-full"))
+        )
+        expired = infer(proc, lookup_body(["2012-01-01T02:00:01Z"], "local-expired"))
+        assert expired.status_code == 422, expired.text
+        assert "older than the TTL of view 'weather'" in expired.json()["error"]
+    finally:
+        proc.stop()
