@@ -2,14 +2,16 @@
 requests that carry only the entity and the time (the model server fetches the other inputs
 from the Feast feature server), beside the same row sent with every feature, in one run.
 
-    .venv/bin/python bench/online_features.py [--duration 8] [--warmup 2] [--connections 1,8]
+    .venv/bin/python bench/online_features.py [--duration 6] [--warmup 2] [--connections 1,8]
         [--out bench/results/online_features.json]
 
 Set-up (about 25 s): the Bikeshare year materialized into an embedded store (SQLite online
 store; ``components.materialize.executor`` in .venv-features), ``feast serve`` on it (one
 gunicorn worker, the default; no access log; ``--max-requests 0``), the Bikeshare model
-version (tests/serving.make_version) served by ``python -m components.serving`` from
-.venv-serving with ``--feature_server_url`` (one worker, no capture, OMP_NUM_THREADS=1).
+version (tests/serving.make_version) served by two ``python -m components.serving`` processes
+from .venv-serving with ``--feature_server_url``, one with ``--feature_calendar server`` (the
+default) and one with ``local`` (one worker each, no capture, OMP_NUM_THREADS=1; only the one
+a row measures gets requests).
 Before measuring, the lookup request's prediction must equal the full request's
 (bit-identical), else the benchmark stops.
 
@@ -21,8 +23,10 @@ connection count:
   the last observation): the model server calls ``POST /get-online-features`` (both views,
   the on-demand ``calendar`` computed by the feature server), checks the TTL, validates and
   predicts;
-* ``feast``: the same ``/get-online-features`` call sent to the feature server directly (what
-  the lookup adds, measured alone).
+* ``lookup_local``: the same request to the ``--feature_calendar local`` server: only the
+  weather view from the feature server, the calendar computed in the model server;
+* ``feast`` and ``feast_weather``: the two ``/get-online-features`` calls sent to the feature
+  server directly (what each lookup adds, measured alone).
 
 Per row: requests/s, p50 / p99 (ms), errors (any error fails the row), and the CPU cores used
 by the model server, the feature server and wrk. Everything shares this machine's cores (two
@@ -88,17 +92,20 @@ def bodies(csv: Path) -> dict[str, str]:
         ]
     }
     feast = {"entities": {"city": [CITY], "event_timestamp": [WHEN]}, "features": FEATURE_REFS}
-    return {k: json.dumps(v) for k, v in (("full", full), ("lookup", lookup), ("feast", feast))}
+    weather = {"entities": {"city": [CITY]}, "features": FEATURE_REFS[:5]}
+    out = {"full": full, "lookup": lookup, "lookup_local": lookup, "feast": feast}
+    return {k: json.dumps(v) for k, v in {**out, "feast_weather": weather}.items()}
 
 
-def start_model_server(version: tuple[str, str], url: str, log: Path) -> tuple:
+def start_model_server(version: tuple[str, str], url: str, log: Path, *extra: str) -> tuple:
     port = bench_serving.free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     directory, manifest = version
     proc = subprocess.Popen(
         [str(serving.SERVING_PYTHON), "-m", "components.serving", "--http_port", str(port),
          "--enable_grpc", "false", "--model_name", MODEL, "--model_dir", directory,
-         "--manifest_sha256", manifest, "--model_version", "1", "--feature_server_url", url],
+         "--manifest_sha256", manifest, "--model_version", "1", "--feature_server_url", url,
+         *extra],
         stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=str(ROOT),
         start_new_session=True,
     )  # fmt: skip
@@ -153,8 +160,10 @@ def table(rows: list[dict]) -> str:
     ]
     paths = {
         "full": "every feature in the request (V2 JSON fast lane, no store call)",
-        "lookup": "only city + event_time; model server -> feast serve -> SQLite",
-        "feast": "POST /get-online-features to feast serve directly",
+        "lookup": "only city + event_time; model server -> feast serve (weather + on-demand calendar) -> SQLite",
+        "lookup_local": "the same, `--feature_calendar local`: weather from feast serve, calendar in the model server",
+        "feast": "POST /get-online-features, both views, to feast serve directly",
+        "feast_weather": "POST /get-online-features, weather only, to feast serve directly",
     }
     for r in rows:
         cpu = r["cpu_cores"]
@@ -168,7 +177,7 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=8.0)
+    parser.add_argument("--duration", type=float, default=6.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--connections", default="1,8")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "online_features.json"))
@@ -180,7 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
     began = time.monotonic()
     store = feature_server.materialize(csv, build / "store-run")
     feast = feature_server.FeatureServer(store, build / "feast.log")
-    model = None
+    model = local = None
     try:
         feast.wait_ready()
         import shutil
@@ -189,25 +198,37 @@ def main(argv: list[str] | None = None) -> dict:
         (build / "version").mkdir()
         directory, manifest, _ = serving.make_version(build / "version", csv)
         model, base = start_model_server((directory, manifest), feast.url, build / "server.log")
+        local, local_base = start_model_server(
+            (directory, manifest), feast.url, build / "server-local.log",
+            "--feature_calendar", "local",
+        )  # fmt: skip
         setup_s = time.monotonic() - began
         texts = bodies(csv)
         infer = f"{base}/v2/models/{MODEL}/infer"
-        answers = {
-            k: requests.post(infer, data=texts[k], headers={"content-type": "application/json"})
-            for k in ("full", "lookup")
+        infer_local = f"{local_base}/v2/models/{MODEL}/infer"
+        targets = {
+            "full": infer,
+            "lookup": infer,
+            "lookup_local": infer_local,
+            "feast": f"{feast.url}/get-online-features",
+            "feast_weather": f"{feast.url}/get-online-features",
         }
-        for k, a in answers.items():
+        predictions = {}
+        for k in ("full", "lookup", "lookup_local"):
+            a = requests.post(
+                targets[k], data=texts[k], headers={"content-type": "application/json"}
+            )
             if a.status_code != 200:
                 raise RuntimeError(f"{k} request: {a.status_code} {a.text}")
-        full_pred = answers["full"].json()["outputs"][0]["data"]
-        lookup_pred = answers["lookup"].json()["outputs"][0]["data"]
-        if full_pred != lookup_pred:
-            raise RuntimeError(f"lookup prediction {lookup_pred} != full {full_pred}")
-        groups = {"model_server": model.pid, "feature_server": feast.process.pid}
-        targets = {"full": infer, "lookup": infer, "feast": f"{feast.url}/get-online-features"}
+            predictions[k] = a.json()["outputs"][0]["data"]
+        full_pred = predictions["full"]
+        if not predictions["lookup"] == predictions["lookup_local"] == full_pred:
+            raise RuntimeError(f"lookup predictions {predictions} differ")
         rows = []
         for c in conns:
-            for request in ("full", "lookup", "feast"):
+            for request in targets:
+                server_pid = local.pid if request == "lookup_local" else model.pid
+                groups = {"model_server": server_pid, "feature_server": feast.process.pid}
                 figures = measure(targets[request], texts[request], c, args, build, groups)
                 rows.append({"request": request, "connections": c, **figures})
                 print(
@@ -225,9 +246,10 @@ def main(argv: list[str] | None = None) -> dict:
             if line.startswith("loopline_feature_lookups_total{") and 'outcome="ok"' in line
         )
     finally:
-        if model is not None:
-            os.killpg(model.pid, signal.SIGTERM)
-            model.wait(timeout=20)
+        for proc in (model, local):
+            if proc is not None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=20)
         feast.stop()
     result = {
         "command": "python bench/online_features.py " + " ".join(argv or sys.argv[1:]),
