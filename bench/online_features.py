@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> dict:
                 proc.wait(timeout=20)
         feast.stop()
     result = {
-        "command": "python bench/online_features.py " + " ".join(argv or sys.argv[1:]),
+        "command": " ".join(["python bench/online_features.py", *(argv or sys.argv[1:])]),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "duration_s": args.duration,
         "warmup_s": args.warmup,
