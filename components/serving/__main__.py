@@ -90,6 +90,31 @@ def build_parser(parent: argparse.ArgumentParser) -> argparse.ArgumentParser:
         default=(),
         help="columns captured as salted sha256 (salt: $LOOPLINE_CAPTURE_SALT)",
     )
+    parser.add_argument(
+        "--feature_server_url",
+        default="",
+        help="the Feast feature server (feast serve), http://host:port: a request with only the "
+        "entity (city) and the time gets the model's inputs from the online store; empty: off",
+    )
+    parser.add_argument(
+        "--feature_server_timeout",
+        type=float,
+        default=1.0,
+        help="seconds for one feature server call (503 after)",
+    )
+    parser.add_argument(
+        "--feature_entity_default",
+        default="",
+        help="the entity value when a lookup request names none (e.g. washington_dc); empty: "
+        "the request must name it",
+    )
+    parser.add_argument(
+        "--feature_calendar",
+        choices=("server", "local"),
+        default="server",
+        help="server: the on-demand calendar view computed by the feature server; local: only "
+        "the weather from the feature server, the calendar computed here (same rules, faster)",
+    )
     # Fault injection: for tests and demos only (a rollout test makes a challenger bad with
     # them); off by default, and no manifest sets them.
     faults = parser.add_argument_group("fault injection (tests and demos only)")
@@ -152,6 +177,10 @@ def main() -> None:
         capture_drop=args.capture_drop,
         capture_hash=args.capture_hash,
         capture_hash_salt=os.environ.get("LOOPLINE_CAPTURE_SALT", ""),
+        feature_server_url=args.feature_server_url,
+        feature_server_timeout=args.feature_server_timeout,
+        feature_entity_default=args.feature_entity_default,
+        feature_calendar=args.feature_calendar,
         faults=Faults(
             error_rate=args.fault_error_rate,
             latency_ms=args.fault_latency_ms,

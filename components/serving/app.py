@@ -129,7 +129,7 @@ class Guard:
         try:
             if not model.ready:
                 raise _NotReady(f"Model with name {model.name} is not ready.")
-            answer, request_id = model.infer_v2_json(b"".join(chunks), headers)
+            answer, request_id = await model.infer_v2_json(b"".join(chunks), headers)
             status, body = 200, orjson.dumps(answer)
             extra.append((b"x-request-id", request_id.encode("latin-1", "replace")))
         except RequestError as exc:

@@ -58,6 +58,19 @@ MODEL_READY = Gauge(
     "loopline_model_ready", "1 when the model is loaded and verified", ["model", "version"]
 )
 
+LOOKUPS = Counter(
+    "loopline_feature_lookups_total",
+    "Feature store lookups (requests that carried only the entity and the time), by outcome: "
+    "ok, missing (422), timeout, unreachable, error (503)",
+    ["model", "version", "outcome"],
+)
+LOOKUP_LATENCY = Histogram(
+    "loopline_feature_lookup_duration_seconds",
+    "Time of one feature server call (POST /get-online-features) and its checks, seconds",
+    ["model", "version"],
+    buckets=LATENCY_BUCKETS,
+)
+
 _prediction: Histogram | None = None
 
 

@@ -12,6 +12,7 @@ with the request id.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import os
@@ -30,7 +31,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from components.lib import artifacts, fastpath, storage
 
-from . import app, loading, metrics, validation
+from . import app, loading, lookup, metrics, validation
 from .validation import RequestError
 
 log = logging.getLogger("loopline.serving")
@@ -76,6 +77,12 @@ class Options:
     capture_drop: tuple[str, ...] = ()
     capture_hash: tuple[str, ...] = ()
     capture_hash_salt: str = field(default="", repr=False)
+    # The Feast feature server (``feast serve``) for requests that carry only the entity and
+    # the time; empty: off (every model input is required, as before).
+    feature_server_url: str = ""
+    feature_server_timeout: float = 1.0
+    feature_entity_default: str = ""
+    feature_calendar: str = "server"  # server | local (the on-demand view computed here)
     faults: Faults = field(default_factory=Faults)
 
 
@@ -91,6 +98,7 @@ class LooplineModel(kserve.Model):
         self._capture = None
         self._capture_pid = None
         self._fault_random = random.Random()
+        self.lookup: lookup.FeatureLookup | None = None
         app.install(options.max_body_bytes)
         if options.faults.active:
             log.warning("FAULT INJECTION ON (tests and demos only): %s", options.faults)
@@ -164,6 +172,27 @@ class LooplineModel(kserve.Model):
             log.error("model %s NOT loaded, staying not ready: %s", self.name, self.failure)
             return False
         self._choose_path()
+        if opts.feature_server_url:
+            self.lookup = lookup.FeatureLookup(
+                url=opts.feature_server_url,
+                inputs=self.loaded.inputs,
+                timeout_s=opts.feature_server_timeout,
+                default_entity=opts.feature_entity_default,
+                calendar=opts.feature_calendar,
+                labels={"model": self.name, "version": self.version},
+            )
+            self.loaded.schema = dataclasses.replace(
+                self.loaded.schema, lookup_entity=self.lookup.entity
+            )
+            for outcome in ("ok", "missing", "timeout", "unreachable", "error"):
+                metrics.LOOKUPS.labels(self.name, self.version, outcome)
+            metrics.LOOKUP_LATENCY.labels(self.name, self.version)
+            log.info("feature lookup on: %s", self.lookup.describe())
+            if self.lookup.unavailable:
+                log.warning(
+                    "the feature store has no %s: lookup requests will be refused",
+                    ", ".join(self.lookup.unavailable),
+                )
         if self.loaded.task == "regression":
             metrics.prediction_histogram(self.loaded.prediction_buckets)
         metrics.MODEL_INFO.labels(
@@ -262,7 +291,7 @@ class LooplineModel(kserve.Model):
             self._capture_pid = os.getpid()
         return self._capture
 
-    def predict(self, payload, headers=None, response_headers=None):
+    async def predict(self, payload, headers=None, response_headers=None):
         """KServe's path (V1; V2 with the binary tensor extension or from gRPC)."""
         received = time.time()
         headers = headers or {}
@@ -284,6 +313,8 @@ class LooplineModel(kserve.Model):
                 "request body must be a V2 inference request or a V1 {'instances': [...]} object",
                 kind="body",
             )
+        if rows.lookup:
+            await self.complete(rows, received, headers.get("x-event-time"))
         predicted, ids = self.serve(rows, request_id, received, headers.get("x-event-time"))
         if response_headers is not None:
             response_headers["x-request-id"] = request_id
@@ -306,7 +337,7 @@ class LooplineModel(kserve.Model):
             answer["request_ids"] = ids
         return answer
 
-    def infer_v2_json(self, body: bytes, headers: dict[str, str]) -> tuple[dict, str]:
+    async def infer_v2_json(self, body: bytes, headers: dict[str, str]) -> tuple[dict, str]:
         """The V2 JSON fast lane (:class:`components.serving.app.Guard` calls it for
         ``POST /v2/models/NAME/infer`` with a JSON body): the same validation, predict and
         capture as :meth:`predict`, without FastAPI's and KServe's per-request objects.
@@ -339,6 +370,8 @@ class LooplineModel(kserve.Model):
         if request_id is not None and not isinstance(request_id, str):
             raise RequestError("request body: field id: must be a string", kind="body")
         request_id = request_id or headers.get("x-request-id") or uuid.uuid4().hex
+        if rows.lookup:
+            await self.complete(rows, received, headers.get("x-event-time"))
         predicted, ids = self.serve(rows, request_id, received, headers.get("x-event-time"))
         datatype = self._output_datatype()
         values = predicted.tolist()
@@ -359,6 +392,29 @@ class LooplineModel(kserve.Model):
                 }
             ],
         }, request_id
+
+    async def complete(
+        self, rows: validation.Rows, received: float, event_header: str | None
+    ) -> None:
+        """A request that carried only the entity and the time: its model inputs from the
+        feature server, checked like a client's; the entity and the time join the captured
+        row. The time: per row ``event_time``, else ``parameters.event_time`` / V1
+        ``event_time`` / the ``x-event-time`` header, else the time the request arrived."""
+        if self.lookup is None:  # the schema marks lookups only when it is on
+            raise RequestError("feature lookup is off", kind="missing_column")
+        if rows.event_times is None and event_header:
+            rows.event_times = [
+                validation.parse_event_time("header x-event-time", event_header)
+            ] * rows.n
+        times = [received if t is None else t for t in (rows.event_times or [None] * rows.n)]
+        rows.event_times = times
+        entities = rows.entities
+        if not entities and self.lookup.default_entity:
+            entities = [self.lookup.default_entity] * rows.n
+            rows.extras[self.lookup.entity] = np.array(entities, dtype=object)
+        values = await self.lookup.fetch(entities, times)
+        where = f"{self.lookup.entity}={entities[0]!r} at {lookup._iso(times[0])}"
+        self.loaded.schema.complete(rows, values, where + (" (row 0..)" if rows.n > 1 else ""))
 
     def serve(
         self, rows: validation.Rows, request_id: str, received: float, event_header: str | None

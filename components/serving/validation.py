@@ -95,6 +95,11 @@ class Rows:
     extras: dict[str, np.ndarray] = field(default_factory=dict)  # known, unused by the model
     request_ids: list[str] | None = None  # per row, when the request carried them
     event_times: list[float | None] | None = None  # epoch seconds per row, when carried
+    # A feature lookup request (``lookup``: the schema's ``lookup_entity`` is set and no model
+    # input was sent): ``columns`` is empty until the store's values are filled in. The
+    # entity per row when the request carried it (also in ``extras``, so it is captured).
+    lookup: bool = False
+    entities: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,9 @@ class RequestSchema:
     columns: Mapping[str, Column]
     version: str = ""
     max_rows: int = DEFAULT_MAX_ROWS
+    # The feature store's entity column (``city``) when the server can fetch features; empty:
+    # off (the column is unknown and every model input is required, as before).
+    lookup_entity: str = ""
 
     @classmethod
     def build(
@@ -163,7 +171,7 @@ class RequestSchema:
             name, datatype, shape, data = _v2_parts(item)
             if name in raw:
                 raise RequestError(f"input {name!r} appears twice", kind="shape")
-            if name not in self.columns and name not in RESERVED:
+            if name not in self.columns and name not in RESERVED and name != self.lookup_entity:
                 raise RequestError(
                     f"input {name!r} is not a column of the model's schema "
                     f"(the model takes {', '.join(self.inputs)})",
@@ -179,23 +187,32 @@ class RequestSchema:
             raw[name] = (datatype, data)
         self._check_rows(n)
         missing = [c for c in self.inputs if c not in raw]
-        if missing:
+        lookup = self._lookup(missing)
+        if missing and not lookup:
             raise RequestError(
                 f"column {missing[0]!r} is required and missing"
-                + (f" (also {', '.join(missing[1:])})" if len(missing) > 1 else ""),
+                + (f" (also {', '.join(missing[1:])})" if len(missing) > 1 else "")
+                + self._lookup_hint(),
                 kind="missing_column",
             )
         out = Rows(n=n, columns={})
         for name, (datatype, data) in raw.items():
             if name == "request_id":
                 out.request_ids = _strings(name, datatype, data)
+            elif name == self.lookup_entity:
+                out.entities = _strings(name, datatype, data)
+                out.extras[name] = np.array(out.entities, dtype=object)
             elif name == "event_time":
                 out.event_times = [parse_event_time(name, v) for v in data]
             else:
                 array = self._convert(self.columns[name], datatype, data)
                 target = out.columns if name in self.inputs else out.extras
                 target[name] = array
-        out.columns = {c: out.columns[c] for c in self.inputs}
+        out.lookup = lookup
+        if not lookup:
+            out.columns = {
+                c: out.columns[c] for c in self.inputs
+            }  # the model fills in its default entity, or refuses
         if out.event_times is None and parameters and "event_time" in parameters:
             out.event_times = [
                 parse_event_time("parameters.event_time", parameters["event_time"])
@@ -228,22 +245,24 @@ class RequestSchema:
                     seen.add(key)
                     names.append(key)
         for name in names:
-            if name not in self.columns and name not in RESERVED:
+            if name not in self.columns and name not in RESERVED and name != self.lookup_entity:
                 raise RequestError(
                     f"column {name!r} is not a column of the model's schema "
                     f"(the model takes {', '.join(self.inputs)})",
                     kind="unknown_column",
                 )
         missing = [c for c in self.inputs if c not in seen]
-        if missing:
+        lookup = self._lookup(missing)
+        if missing and not lookup:
             raise RequestError(
-                f"column {missing[0]!r} is required and missing", kind="missing_column"
+                f"column {missing[0]!r} is required and missing" + self._lookup_hint(),
+                kind="missing_column",
             )
         out = Rows(n=len(instances), columns={})
         for name in names:
             values = []
             for i, row in enumerate(instances):
-                if name not in row and name in self.inputs:
+                if name not in row and (name in self.inputs or name == self.lookup_entity):
                     raise RequestError(
                         f"column {name!r} is required and missing in instances[{i}]",
                         kind="missing_column",
@@ -251,15 +270,54 @@ class RequestSchema:
                 values.append(row.get(name))
             if name == "request_id":
                 out.request_ids = _strings(name, "BYTES", values)
+            elif name == self.lookup_entity:
+                out.entities = _strings(name, "BYTES", values)
+                out.extras[name] = np.array(out.entities, dtype=object)
             elif name == "event_time":
                 out.event_times = [parse_event_time(name, v) for v in values]
             else:
                 array = self._convert(self.columns[name], None, values)
                 (out.columns if name in self.inputs else out.extras)[name] = array
-        out.columns = {c: out.columns[c] for c in self.inputs}
+        out.lookup = lookup
+        if not lookup:
+            out.columns = {c: out.columns[c] for c in self.inputs}
         if out.event_times is None and "event_time" in body:
             out.event_times = [parse_event_time("event_time", body["event_time"])] * out.n
         return out
+
+    # ------------------------------------------------------------------ feature lookup
+
+    def _lookup(self, missing: list[str]) -> bool:
+        """True for a feature lookup request: lookup on and no model input given. A request
+        with some inputs but not all is refused (the caller names the missing ones): the
+        store fills a whole row or nothing, so a client value never mixes with the store's."""
+        if not self.lookup_entity or not missing:
+            return False
+        return len(missing) == len(self.inputs)
+
+    def _lookup_hint(self) -> str:
+        if not self.lookup_entity:
+            return ""
+        return (
+            f"; send every model input, or only the entity ({self.lookup_entity!r}) and the "
+            "time (event_time) to have the features fetched from the feature store"
+        )
+
+    def complete(self, rows: Rows, values: Mapping[str, list], where: str) -> None:
+        """Fills a lookup request's model inputs with the feature store's values, checked like
+        a client's (type, range, allowed values); a value the schema refuses is a 422 naming
+        the column and ``where`` (the entity and time it was fetched for)."""
+        columns = {}
+        for name in self.inputs:
+            try:
+                columns[name] = self._convert(self.columns[name], None, list(values[name]))
+            except RequestError as exc:
+                raise RequestError(
+                    f"the feature store's value for {where}: {exc}",
+                    status=422,
+                    kind="feature_invalid",
+                ) from None
+        rows.columns = columns
 
     # ------------------------------------------------------------------ shared
 
