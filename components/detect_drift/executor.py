@@ -406,7 +406,7 @@ def metric_values(result: Mapping) -> dict[str, float]:
         "drifted_share": float(result["drift"]["drifted_share"]),
         "drifted_features": float(sum(f["drifted"] for f in result["drift"]["features"])),
         "should_retrain": float(result["should_retrain"]),
-        "baseline_" + result["metric"]: float(result["baseline"]),
+        "baseline_" + result["metric"]: _number(result["baseline"]),
         "labeled_rows": float(result["labeled"]),
     }
     if result.get("estimated"):
@@ -414,6 +414,10 @@ def metric_values(result: Mapping) -> dict[str, float]:
     if result.get("realized"):
         out["realized_" + result["metric"]] = float(result["realized"]["value"])
     return {k: v for k, v in out.items() if math.isfinite(v)}
+
+
+def _number(value) -> float:
+    return float("nan") if value is None else float(value)
 
 
 def to_json(result: Mapping) -> str:

@@ -133,6 +133,11 @@ def test_an_empty_window_decides_nothing_and_the_reports_say_so(trained):
     }  # fmt: skip
     assert "no rows" in report.markdown(result) and "no rows" in report.html(result)
     json.loads(executor.to_json(result))
+    # The KFP Metrics it logs: the numbers it has, nothing for the baseline it has not.
+    assert executor.metric_values(result) == {
+        "rows": 0.0, "drifted_share": 0.0, "drifted_features": 0.0, "should_retrain": 0.0,
+        "labeled_rows": 0.0,
+    }  # fmt: skip
 
 
 def test_a_window_without_a_model_input_is_refused_naming_it(trained):
