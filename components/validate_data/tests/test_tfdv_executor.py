@@ -122,14 +122,15 @@ def test_training_serving_skew_is_reported_against_training_statistics(clean_spl
         ("batch", "hum", "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH", "block")
     ]
     assert f"against training statistics {stats_dir}" in skew[0].reason
-    # ... served traffic only reports it (the labels it carries here are dropped, listed).
+    # ... served traffic only reports it (the columns not in SERVING it carries here, the
+    # snapshot's time column and the labels, are dropped and listed).
     served = executor.validate(
         {"serving": str(shifted)}, "bikeshare", training_statistics=stats_dir
     )
     skew = [f for f in served.findings if f.reason.startswith("skew:")]
     assert [(f.dataset, f.column, f.level) for f in skew] == [("serving", "hum", "warn")]
     assert "serving data: reported only" in skew[0].reason and not served.anomalies_found
-    assert served.excluded_columns == ["casual", "registered", "bikers"]
+    assert served.excluded_columns == ["day", "casual", "registered", "bikers"]
 
 
 def test_baseline_statistics_replace_the_reference_for_drift(clean_splits, tmp_path):
