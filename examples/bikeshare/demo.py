@@ -329,7 +329,11 @@ def serve_and_monitor(
             signals = decided["signals"]
             timeline.append(
                 f"window {number} ({label}): drift {signals['drift']}, decay {signals['decay']}; "
-                + decided["reason"].replace("retrain:", "RETRAIN:", 1)
+                + (
+                    decided["reason"].replace("retrain:", "RETRAIN:", 1)
+                    if decided["should_retrain"]
+                    else decided["reason"]
+                )
             )
             if decided.get("retrained"):
                 timeline.append(decided["retrained"])
