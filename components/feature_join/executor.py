@@ -41,7 +41,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from components.lib import artifacts, logs, tables
+from components.lib import artifacts, executor_output, logs, tables
 from components.lib import featurestore as fs
 
 log = logging.getLogger("loopline.feature_join")
@@ -277,34 +277,15 @@ def dataset_metadata(result: Result) -> dict:
 
 def write_executor_output(executor_input: str, result: Result) -> str:
     """Writes KFP's executor_output.json (artifact metadata, the versions parameter)."""
-    spec = json.loads(executor_input)
-    outputs = spec.get("outputs", {})
     metadata = {
         "joined": dataset_metadata(result),
         "summary": {"repository_version": result.repository_version},
     }
-    artifacts_out = {}
-    for name, entry in outputs.get("artifacts", {}).items():
-        artifacts_out[name] = {
-            "artifacts": [
-                {
-                    "name": a.get("name", name),
-                    "uri": a["uri"],
-                    "metadata": {**a.get("metadata", {}), **metadata.get(name, {})},
-                }
-                for a in entry.get("artifacts", [])
-            ]
-        }
-    out = {
-        "artifacts": artifacts_out,
-        "parameterValues": {
-            "feature_view_versions": json.dumps(result.feature_views, sort_keys=True)
-        },
-    }
-    path = outputs["outputFile"]
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    Path(path).write_text(json.dumps(out))
-    return path
+    return executor_output.write(
+        executor_input,
+        metadata,
+        {"feature_view_versions": json.dumps(result.feature_views, sort_keys=True)},
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,8 +36,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from components.lib import executor_output, logs, tables
 from components.lib import featurestore as fs
-from components.lib import logs, tables
 
 log = logging.getLogger("loopline.materialize")
 
@@ -193,8 +193,6 @@ def write_executor_output(executor_input: str, result: Result) -> str:
     kfp.local reads a container component's outputs only from this file; on a cluster it gives
     the artifacts their metadata. Returns the file's path.
     """
-    spec = json.loads(executor_input)
-    outputs = spec.get("outputs", {})
     common = {
         "repository_version": result.repository_version,
         "feature_views": result.feature_views,
@@ -216,28 +214,11 @@ def write_executor_output(executor_input: str, result: Result) -> str:
         },
         "summary": common,
     }
-    artifacts = {}
-    for name, entry in outputs.get("artifacts", {}).items():
-        artifacts[name] = {
-            "artifacts": [
-                {
-                    "name": a.get("name", name),
-                    "uri": a["uri"],
-                    "metadata": {**a.get("metadata", {}), **metadata.get(name, {})},
-                }
-                for a in entry.get("artifacts", [])
-            ]
-        }
-    out = {
-        "artifacts": artifacts,
-        "parameterValues": {
-            "feature_view_versions": json.dumps(result.feature_views, sort_keys=True)
-        },
-    }
-    path = outputs["outputFile"]
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    Path(path).write_text(json.dumps(out))
-    return path
+    return executor_output.write(
+        executor_input,
+        metadata,
+        {"feature_view_versions": json.dumps(result.feature_views, sort_keys=True)},
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,7 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from components.lib import capture_layout, logs
+from components.lib import capture_layout, executor_output, logs
 from components.validate_data import policy as policy_mod
 from components.validate_data import report as report_mod
 from components.validate_data import schema as schema_mod
@@ -486,8 +486,6 @@ def write_executor_output(executor_input: str, result: Result) -> str:
     The KFP launcher (cluster) and kfp.local both read this file; without it kfp.local
     sees no output artifacts of a container component. Returns the file's path.
     """
-    spec = json.loads(executor_input)
-    outputs = spec.get("outputs", {})
     rows = {d.name: int(d.num_examples) for d in result.statistics.datasets}
     metadata = {
         "statistics": {"schema_version": result.schema_version, "rows": rows},
@@ -508,24 +506,9 @@ def write_executor_output(executor_input: str, result: Result) -> str:
         "report": {"schema_version": result.schema_version},
         "summary": {"schema_version": result.schema_version},
     }
-    artifacts = {}
-    for name, entry in outputs.get("artifacts", {}).items():
-        listed = entry.get("artifacts", [])
-        artifacts[name] = {
-            "artifacts": [
-                {
-                    "name": a.get("name", name),
-                    "uri": a["uri"],
-                    "metadata": {**a.get("metadata", {}), **metadata.get(name, {})},
-                }
-                for a in listed
-            ]
-        }
-    out = {"artifacts": artifacts, "parameterValues": {"anomalies_found": result.anomalies_found}}
-    path = outputs["outputFile"]
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    Path(path).write_text(json.dumps(out))
-    return path
+    return executor_output.write(
+        executor_input, metadata, {"anomalies_found": result.anomalies_found}
+    )
 
 
 def _dataset_arg(value: str) -> tuple[str, str]:
