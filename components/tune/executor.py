@@ -24,7 +24,6 @@ import optuna
 import pandas as pd
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
-from optuna.study import MaxTrialsCallback
 from threadpoolctl import threadpool_limits
 
 from components.lib import features, modeling
@@ -143,8 +142,21 @@ def make_objective(
     return objective
 
 
-def _worker(study, objective, spec: dict, threads: int, index: int, seed: int) -> None:
-    """Runs trials until the study holds ``max_trials`` of them (across every worker)."""
+def _claim(slots, max_trials: int) -> bool:
+    """Takes one trial of the budget, atomically across the worker processes; False when none is left."""
+    with slots.get_lock():
+        if slots.value >= max_trials:
+            return False
+        slots.value += 1
+        return True
+
+
+def _worker(study, objective, spec: dict, threads: int, index: int, seed: int, slots) -> None:
+    """Runs trials while the budget has any left; every worker claims a trial before it starts one.
+
+    (Optuna's MaxTrialsCallback counts finished trials only, so workers that start at the same
+    moment can overrun the budget; the shared counter cannot.)
+    """
     if index:
         # Each worker samples with its own seed: a forked copy of the sampler would repeat the
         # first worker's points. (With parallel trials the order in which trials finish still
@@ -161,12 +173,10 @@ def _worker(study, objective, spec: dict, threads: int, index: int, seed: int) -
         )
 
     with threadpool_limits(limits=threads):
-        study.optimize(
-            objective,
-            n_trials=spec["max_trials"],
-            catch=(ValueError, ArithmeticError),
-            callbacks=[MaxTrialsCallback(spec["max_trials"], states=None), progress],
-        )
+        while _claim(slots, spec["max_trials"]):
+            study.optimize(
+                objective, n_trials=1, catch=(ValueError, ArithmeticError), callbacks=[progress]
+            )
 
 
 def run_optuna(
@@ -194,14 +204,15 @@ def run_optuna(
             sampler=_sampler(spec, seed),
             pruner=_pruner(spec),
         )
+        context = multiprocessing.get_context("fork")  # workers inherit the data and the objective
+        slots = context.Value("i", 0)  # trials claimed so far, shared by the workers
         if parallel == 1:
-            _worker(study, objective, spec, threads, 0, seed)
+            _worker(study, objective, spec, threads, 0, seed, slots)
         else:
-            context = multiprocessing.get_context(
-                "fork"
-            )  # workers inherit the data and the objective
             workers = [
-                context.Process(target=_worker, args=(study, objective, spec, threads, i, seed))
+                context.Process(
+                    target=_worker, args=(study, objective, spec, threads, i, seed, slots)
+                )
                 for i in range(parallel)
             ]
             for worker in workers:

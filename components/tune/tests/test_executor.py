@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import time
 
 import pandas as pd
 import pytest
@@ -48,6 +49,26 @@ def test_every_algorithm_runs_the_spec(algorithm, data):
     assert set(result.best_params) == {"learning_rate", "max_iter", "loss"}
     completed = [t["value"] for t in result.trials if t["state"] == "COMPLETE"]
     assert result.best_value == min(completed)
+
+
+def test_parallel_workers_never_overrun_the_trial_budget(data, monkeypatch):
+    # Four workers, a budget of five, trials of equal length: all four finish their first trial
+    # at about the same moment and race for the one trial left. (Optuna's MaxTrialsCallback
+    # checks the count after a trial and another worker can create one in between: a CI run
+    # once saw five trials of a budget of four; the workers now claim a slot before a trial.)
+    def slow_objective(*args, **kwargs):
+        def objective(trial):
+            trial.suggest_float("learning_rate", 0.01, 0.5)
+            time.sleep(0.5)
+            return 1.0
+
+        return objective
+
+    monkeypatch.setattr(executor, "make_objective", slow_objective)
+    spec = {**copy.deepcopy(SMALL), "algorithm": "random", "max_trials": 5, "parallel_trials": 4}
+    feature_spec, transformer, train, valid = data
+    result = executor.run_optuna(spec, transformer, feature_spec, train, valid, seed=0)
+    assert len(result.trials) == 5, [t["number"] for t in result.trials]
 
 
 def test_median_stopping_prunes_weak_trials(data):
