@@ -114,3 +114,25 @@ def test_model_states_change_only_in_the_registry_module():
         include_tests=False,
     )
     assert writers == ["components/lib/registry.py"]
+
+
+def test_kfp_client_connection_and_api_errors_live_in_one_place_each():
+    # The client and the package / parameter checks: components/lib/kfp_api.py; the CLI's
+    # connection options and one-line API failures: components/cli/kfp_connection.py.
+    assert _where(r"kfp\.Client\)|kfp\.Client\(", include_tests=False) == [
+        "components/lib/kfp_api.py"
+    ]
+    assert _where(r"def (load_package|parse_params|connect)\(", include_tests=False) == [
+        "components/lib/kfp_api.py"
+    ]
+    assert _where(r"exc\.status in \(401, 403\)", include_tests=False) == [
+        "components/cli/kfp_connection.py"
+    ]
+    assert _where(r'add_argument\(\s*"--token"', include_tests=False) == [
+        "components/cli/kfp_connection.py"
+    ]
+
+
+def test_image_uris_are_rewritten_in_one_place():
+    # Retargeting and digest pinning: components/_images.py (the compile module uses it).
+    assert _where(r"re\.compile\(\s*rf?\"\(\?<!", include_tests=False) == ["components/_images.py"]

@@ -3,18 +3,17 @@ Pipelines, through ``kfp.Client`` (components/lib/schedule.py does the work).
 
 Everything that can be checked without the server (the file, its YAML, every --param
 against the pipeline's root inputs, the cron expression, the times) is checked before the
-client is made, so a refused command sends nothing. The client comes from
-:data:`CLIENT_FACTORY` (``args -> kfp.Client``).
+client is made, so a refused command sends nothing. The client and the one-line API
+failures come from :mod:`components.cli.kfp_connection` (shared with upload and submit).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-from collections.abc import Callable
 
-from components.cli.common import CliError, print_json
+from components.cli import kfp_connection as conn
+from components.cli.common import print_json
+from components.lib import kfp_api
 from components.lib import schedule as lib
 
 EPILOG = f"""\
@@ -34,27 +33,10 @@ What it does, in order:
 KFP cron has 6 fields, seconds first: "0 0 3 * * *" is every day at 03:00:00 UTC;
 descriptors such as @daily and "@every 6h" work too.
 
-Connection: --host (default ${lib.HOST_ENV}; none: kfp.Client's own, the in-cluster
-ml-pipeline service with the pod's service-account token, else the kube config's proxy);
---token (default ${lib.TOKEN_ENV}) is sent as the bearer token; without one, a pod's
-projected KFP token (/var/run/secrets/kubeflow/pipelines/token) is used when present.
-
+{conn.CONNECTION_HELP}
 Exit codes: 0 done; 1 a failure on one line (bad file, YAML, parameter, cron; the KFP API
 unreachable or refusing: 401 / 403); 2 a usage error.
 """
-
-
-def _client(args: argparse.Namespace):
-    import logging
-
-    if not getattr(args, "verbose", False):
-        # urllib3 logs each retry as a warning: the failure is reported once, on one line.
-        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
-    return lib.connect(args.host, args.token, args.namespace)
-
-
-# args -> a kfp.Client (tests may put another here)
-CLIENT_FACTORY: Callable[[argparse.Namespace], object] = _client
 
 
 def add_commands(groups: argparse._SubParsersAction) -> None:
@@ -65,6 +47,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
         "create the recurring run --job on it, or replace the one of that name.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[conn.connection_options()],
     )
     cmd.add_argument(
         "package", metavar="PACKAGE_YAML", help="the compiled pipeline (kfp.compiler output)"
@@ -80,10 +63,10 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     )
     cmd.add_argument(
         "--experiment",
-        default=lib.DEFAULT_EXPERIMENT,
+        default=kfp_api.DEFAULT_EXPERIMENT,
         metavar="NAME",
         help=f"the experiment the recurring run belongs to; created if missing (default: "
-        f"{lib.DEFAULT_EXPERIMENT})",
+        f"{kfp_api.DEFAULT_EXPERIMENT})",
     )
     cmd.add_argument(
         "--job",
@@ -135,25 +118,6 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     )
     cmd.add_argument("--description", default="", metavar="TEXT", help="the recurring run's")
     cmd.add_argument(
-        "--host",
-        metavar="URL",
-        help=f"the KFP API, e.g. http://ml-pipeline-ui.kubeflow (default: ${lib.HOST_ENV}; none: "
-        "kfp.Client's in-cluster default)",
-    )
-    cmd.add_argument(
-        "-n",
-        "--namespace",
-        metavar="NS",
-        help="the Kubeflow profile namespace (multi-user): the pipeline, experiment and "
-        "recurring run live there",
-    )
-    cmd.add_argument(
-        "--token",
-        metavar="TOKEN",
-        help=f"a bearer token for the KFP API (default: ${lib.TOKEN_ENV}; none: the pod's "
-        "service-account credentials, if any)",
-    )
-    cmd.add_argument(
         "--dry-run",
         action="store_true",
         help="check everything and print what would be sent; send nothing",
@@ -163,8 +127,8 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
 
 def plan_of(args: argparse.Namespace) -> lib.Plan:
     """Every local check: the package, the parameters, the trigger, the names."""
-    package = lib.load_package(args.package)
-    params = lib.parse_params(package, args.param)
+    package = kfp_api.load_package(args.package)
+    params = kfp_api.parse_params(package, args.param)
     trigger = lib.Trigger(
         cron=args.cron,
         interval_seconds=args.interval,
@@ -174,7 +138,7 @@ def plan_of(args: argparse.Namespace) -> lib.Plan:
     return lib.Plan(
         package=package,
         pipeline=args.pipeline,
-        version=args.version or lib.default_version(package),
+        version=args.version or kfp_api.default_version(package),
         experiment=args.experiment,
         job=args.job,
         trigger=trigger,
@@ -187,48 +151,8 @@ def plan_of(args: argparse.Namespace) -> lib.Plan:
     )
 
 
-def _host(args: argparse.Namespace) -> str:
-    return args.host or "kfp.Client's default (in-cluster ml-pipeline service or kube config)"
-
-
-def _api_error(exc: Exception, host: str) -> CliError | None:
-    """A connection failure or an HTTP refusal, as one line; None for anything else."""
-    import urllib3
-    from kfp_server_api import ApiException
-
-    if isinstance(exc, ApiException):
-        if not exc.status:
-            return CliError(f"cannot reach the KFP API at {host}: {exc.reason}")
-        message = ""
-        try:
-            message = json.loads(exc.body or "{}").get("message", "")
-        except (ValueError, AttributeError):
-            message = str(exc.body or "")[:200]
-        detail = f": {' '.join(message.split())}" if message else ""
-        if exc.status in (401, 403):
-            hint = (
-                "pass --token or set KFP_TOKEN"
-                if exc.status == 401
-                else "the identity has no access to this namespace or API"
-            )
-            return CliError(
-                f"the KFP API at {host} refused the request: HTTP {exc.status} "
-                f"{exc.reason or ''}{detail} ({hint})"
-            )
-        return CliError(
-            f"the KFP API at {host} answered HTTP {exc.status} {exc.reason or ''}{detail}"
-        )
-    if isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError | OSError):
-        reason = getattr(exc, "reason", None) or exc
-        return CliError(
-            f"cannot reach the KFP API at {host}: {' '.join(str(reason).split())[:300]}"
-        )
-    return None
-
-
 def run(args: argparse.Namespace) -> int:
-    args.host = args.host or os.environ.get(lib.HOST_ENV) or None
-    args.token = args.token or os.environ.get(lib.TOKEN_ENV) or None
+    conn.resolve(args)
     plan = plan_of(args)
     if args.dry_run:
         print(
@@ -236,22 +160,14 @@ def run(args: argparse.Namespace) -> int:
             f"{plan.package.name}, sha256 {plan.package.sha256[:12]}) as pipeline {plan.pipeline} "
             f"version {plan.version}, in experiment {plan.experiment}"
             + (f" (namespace {plan.namespace})" if plan.namespace else "")
-            + f" at {_host(args)}, then create or replace recurring run {plan.job} "
+            + f" at {conn.host_text(args)}, then create or replace recurring run {plan.job} "
             f"({plan.trigger.describe()}, {'disabled' if args.disable else 'enabled'}) with:"
         )
         print_json(plan.recurring_run_body())
         return 0
-    host = _host(args)
-    try:
-        client = CLIENT_FACTORY(args)
+    client = conn.client(args)
+    with conn.talking(args):
         result = lib.schedule(client, plan)
-    except lib.ScheduleError:
-        raise
-    except Exception as exc:
-        mapped = _api_error(exc, host)
-        if mapped is None:
-            raise
-        raise mapped from exc
     print(
         f"recurring run {plan.job} (id {result.recurring_run_id}): {plan.trigger.describe()}, "
         f"{'disabled' if args.disable else 'enabled'}, pipeline {plan.pipeline} version "

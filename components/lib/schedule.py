@@ -3,13 +3,12 @@ replaced through ``kfp.Client`` (the KFP v2beta1 REST API).
 
 Two halves:
 
-* checks that need no server, done before anything is sent: :func:`load_package` (a
-  compiled pipeline YAML: its name and root input parameters), :func:`parse_params`
-  (``key=value`` against those inputs: names, types, required ones), :func:`check_cron`
+* checks that need no server, done before anything is sent: the package and its parameters
+  (:func:`components.lib.kfp_api.load_package`, ``parse_params``), :func:`check_cron`
   (KFP's 6-field cron, seconds first, or a ``@`` descriptor), :func:`rfc3339`;
-* :func:`schedule` (with :func:`connect` for the client): upload the package as a new
-  pipeline version, ensure the experiment, create the recurring run or replace the one of
-  the same display name in that experiment.
+* :func:`schedule` (with :func:`components.lib.kfp_api.connect` for the client): upload the
+  package as a new pipeline version, ensure the experiment, create the recurring run or
+  replace the one of the same display name in that experiment.
 
 Replacing a recurring run. The v2beta1 API has no update for recurring runs (create, get,
 list, enable, disable, delete only), so an existing one is replaced, in this order:
@@ -27,40 +26,24 @@ price is a gap of one API call (between 2 and 3) with no enabled schedule: a tri
 falls exactly then is missed (with catch-up on, the scheduler runs it late). With
 ``enabled=False`` step 3 is skipped and the new one stays disabled.
 
-A pipeline that does not exist yet is created empty (``CreatePipeline``, ``POST
-/apis/v2beta1/pipelines``) and the package uploaded into it as the requested version
-(``upload_pipeline_version``): ``upload_pipeline`` would create a first version named after
-the pipeline, not the version name asked for.
+A pipeline that does not exist yet is created empty and the package uploaded into it as the
+requested version (:func:`components.lib.kfp_api.ensure_pipeline`, ``upload_version``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
-import json
-import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-HOST_ENV = "KFP_HOST"
-TOKEN_ENV = "KFP_TOKEN"
-DEFAULT_EXPERIMENT = "Default"
+from components.lib import kfp_api
+from components.lib.kfp_api import KfpError, Package
+
 # KFP's API server accepts a max concurrency of 1 to 10.
 MAX_CONCURRENCY = 10
-
-# KFP parameter types (pipeline spec ``parameterType``) -> how a command-line value is read.
-TYPE_NAMES = {
-    "STRING": "string",
-    "NUMBER_INTEGER": "integer",
-    "NUMBER_DOUBLE": "float",
-    "BOOLEAN": "boolean (true / false)",
-    "LIST": "JSON list",
-    "STRUCT": "JSON object",
-}
 
 # robfig/cron (what KFP's ScheduledWorkflow controller parses with): 6 fields, seconds first.
 CRON_FIELDS = (
@@ -75,134 +58,8 @@ CRON_DESCRIPTORS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@m
 _GO_DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
 
 
-class ScheduleError(Exception):
+class ScheduleError(KfpError):
     """A check that failed, or a KFP API call that did not do what was asked (one line)."""
-
-
-# --------------------------------------------------------------------------- the package
-
-
-@dataclass(frozen=True)
-class Package:
-    """A compiled KFP pipeline YAML: its name, root input parameters and content hash."""
-
-    path: str
-    name: str
-    description: str
-    # name -> {"type": "STRING" | ..., "optional": bool, "default": value or None}
-    parameters: dict[str, dict[str, Any]]
-    sha256: str
-
-
-def load_package(path: str) -> Package:
-    """Reads a compiled pipeline YAML (pipeline spec, then an optional platform spec)."""
-    import yaml
-
-    if not os.path.isfile(path):
-        raise ScheduleError(f"no such pipeline package: {path}")
-    with open(path, "rb") as fh:
-        raw = fh.read()
-    try:
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: 20x faster
-        docs = [d for d in yaml.load_all(raw.decode("utf-8"), Loader=loader) if d is not None]
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ScheduleError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
-    spec = docs[0] if docs else None
-    if not isinstance(spec, dict) or not isinstance(spec.get("root"), dict):
-        raise ScheduleError(
-            f"{path} is not a compiled KFP pipeline (no pipeline spec with a 'root'; compile "
-            "the pipeline with kfp.compiler.Compiler)"
-        )
-    info = spec.get("pipelineInfo") or {}
-    if not info.get("name"):
-        raise ScheduleError(f"{path} is not a compiled KFP pipeline (no pipelineInfo.name)")
-    params = {}
-    for name, p in ((spec["root"].get("inputDefinitions") or {}).get("parameters") or {}).items():
-        params[name] = {
-            "type": p.get("parameterType", "STRING"),
-            "optional": bool(p.get("isOptional")) or "defaultValue" in p,
-            "default": p.get("defaultValue"),
-        }
-    return Package(
-        path=path,
-        name=info["name"],
-        description=str(info.get("description") or ""),
-        parameters=params,
-        sha256=hashlib.sha256(raw).hexdigest(),
-    )
-
-
-def _value(name: str, ptype: str, text: str) -> Any:
-    def bad(why: str) -> ScheduleError:
-        return ScheduleError(
-            f"--param {name}: the pipeline's {name} is {ptype} ({TYPE_NAMES.get(ptype, ptype)}); "
-            f"{text!r} {why}"
-        )
-
-    if ptype == "STRING":
-        return text
-    if ptype == "NUMBER_INTEGER":
-        try:
-            return int(text.strip())
-        except ValueError:
-            raise bad("is not an integer") from None
-    if ptype == "NUMBER_DOUBLE":
-        try:
-            value = float(text.strip())
-        except ValueError:
-            raise bad("is not a number") from None
-        if value != value or value in (float("inf"), float("-inf")):
-            raise bad("is not a finite number")
-        return value
-    if ptype == "BOOLEAN":
-        lowered = text.strip().lower()
-        if lowered in ("true", "false"):
-            return lowered == "true"
-        raise bad("is not true or false")
-    if ptype in ("LIST", "STRUCT"):
-        try:
-            value = json.loads(text)
-        except ValueError:
-            raise bad("is not JSON") from None
-        want = list if ptype == "LIST" else dict
-        if not isinstance(value, want):
-            raise bad(f"is not a {TYPE_NAMES[ptype]}")
-        return value
-    raise ScheduleError(f"--param {name}: unsupported parameter type {ptype} in the package")
-
-
-def parse_params(package: Package, pairs: Sequence[str]) -> dict[str, Any]:
-    """``key=value`` strings -> typed runtime parameters, checked against the package's
-    root inputs: unknown names, bad values and missing required inputs are refused."""
-    valid = ", ".join(sorted(package.parameters)) or "(none)"
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        name, sep, text = pair.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise ScheduleError(f"--param {pair!r}: expected key=value")
-        if name not in package.parameters:
-            raise ScheduleError(
-                f"--param {name}: pipeline {package.name} has no input {name!r}; its inputs: {valid}"
-            )
-        if name in out:
-            raise ScheduleError(f"--param {name}: given twice")
-        out[name] = _value(name, package.parameters[name]["type"], text)
-    missing = sorted(n for n, p in package.parameters.items() if not p["optional"] and n not in out)
-    if missing:
-        raise ScheduleError(
-            f"pipeline {package.name} needs --param for its required input(s) without a "
-            f"default: {', '.join(missing)}"
-        )
-    return out
-
-
-def default_version(package: Package, now: datetime | None = None) -> str:
-    """``<loopline version>-<UTC time>-<first 8 of the package's sha256>``."""
-    from components import __version__
-
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    return f"{__version__}-{stamp}-{package.sha256[:8]}"
 
 
 # --------------------------------------------------------------------------- the trigger
@@ -363,41 +220,6 @@ class Plan:
         }
 
 
-# --------------------------------------------------------------------------- the API
-
-
-def connect(host: str | None, token: str | None = None, namespace: str | None = None):
-    """A ``kfp.Client``: ``token`` as the bearer token; else, with a host, the pod's projected
-    KFP service-account token when there is one; else kfp.Client's own (in a cluster: the
-    in-cluster service and the service account's token; outside: the kube config's proxy).
-
-    kfp.Client's constructor asks ``/apis/v2beta1/healthz`` (when it has no namespace) and
-    retries five times, 5 s apart; here it asks once, so a refusal fails at once."""
-    import warnings
-
-    import kfp
-    from kfp.client import KF_PIPELINES_SA_TOKEN_ENV, KF_PIPELINES_SA_TOKEN_PATH
-
-    class _Client(kfp.Client):
-        def get_kfp_healthz(self, sleep_duration: int = 5):
-            return self._healthz_api.healthz_service_get_healthz()
-
-    kwargs: dict[str, Any] = {"host": host or None}
-    if namespace:
-        kwargs["namespace"] = namespace
-    if token:
-        kwargs["existing_token"] = token
-    elif host:
-        sa_token = os.environ.get(KF_PIPELINES_SA_TOKEN_ENV) or KF_PIPELINES_SA_TOKEN_PATH
-        if os.path.isfile(sa_token):
-            from kfp.client.set_volume_credentials import ServiceAccountTokenVolumeCredentials
-
-            kwargs["credentials"] = ServiceAccountTokenVolumeCredentials(sa_token)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore", FutureWarning)
-        return _Client(**kwargs)
-
-
 @dataclass
 class Result:
     pipeline_id: str
@@ -409,114 +231,12 @@ class Result:
     replaced: list[str]
 
 
-def _quiet(func: Callable, *a, **kw):
-    """kfp.Client prints a UI link after some calls; the progress lines are ours."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        return func(*a, **kw)
-
-
-def _status(exc: Exception) -> int | None:
-    return getattr(exc, "status", None)
-
-
-def _equals(key: str, value: str) -> str:
-    return json.dumps({"predicates": [{"operation": "EQUALS", "key": key, "string_value": value}]})
-
-
-def _pages(list_call: Callable, items: str, **kw) -> list:
-    out, token = [], ""
-    while True:
-        page = list_call(page_token=token, page_size=100, **kw)
-        out.extend(getattr(page, items) or [])
-        token = page.next_page_token or ""
-        if not token:
-            return out
-
-
-def _find_pipeline(client, name: str, namespace: str | None):
-    found = [
-        p
-        for p in _pages(
-            client.list_pipelines,
-            "pipelines",
-            filter=_equals("display_name", name),
-            namespace=namespace,
-        )
-        if p.display_name == name
-    ]
-    if len(found) > 1:
-        raise ScheduleError(f"{len(found)} pipelines are named {name!r}; the name must be unique")
-    return found[0] if found else None
-
-
-def _ensure_pipeline(client, plan: Plan) -> tuple[str, bool]:
-    found = _find_pipeline(client, plan.pipeline, plan.namespace)
-    if found is not None:
-        return found.pipeline_id, False
-    from kfp_server_api import ApiException, V2beta1Pipeline
-
-    body = V2beta1Pipeline(
-        display_name=plan.pipeline,
-        name=plan.pipeline,
-        description=plan.package.description[:1000] or None,
-        namespace=plan.namespace or None,
-    )
-    try:
-        created = client.pipelines.pipeline_service_create_pipeline(pipeline=body)
-    except ApiException as exc:
-        if _status(exc) != 409:
-            raise
-        # Created by someone else since the lookup: use that one.
-        found = _find_pipeline(client, plan.pipeline, plan.namespace)
-        if found is None:
-            raise
-        return found.pipeline_id, False
-    return created.pipeline_id, True
-
-
-def _upload_version(client, plan: Plan, pipeline_id: str):
-    from kfp_server_api import ApiException
-
-    try:
-        return _quiet(
-            client.upload_pipeline_version,
-            plan.package.path,
-            pipeline_version_name=plan.version,
-            pipeline_id=pipeline_id,
-            description=f"{plan.package.name}, sha256 {plan.package.sha256}",
-        )
-    except ApiException as exc:
-        if _status(exc) == 409:
-            raise ScheduleError(
-                f"pipeline {plan.pipeline} already has a version named {plan.version!r}: "
-                "pass another --version (or none for a fresh one)"
-            ) from None
-        raise
-
-
-def _ensure_experiment(client, plan: Plan) -> tuple[str, bool]:
-    try:
-        found = _quiet(
-            client.get_experiment, experiment_name=plan.experiment, namespace=plan.namespace
-        )
-        return found.experiment_id, False
-    except ValueError as exc:
-        if not str(exc).startswith("No experiment is found with name"):
-            raise
-    from kfp_server_api import V2beta1Experiment
-
-    created = client.experiments.experiment_service_create_experiment(
-        experiment=V2beta1Experiment(display_name=plan.experiment, namespace=plan.namespace)
-    )
-    return created.experiment_id, True
-
-
 def _existing(client, experiment_id: str, job: str, namespace: str | None) -> list:
-    runs = _pages(
+    runs = kfp_api.pages(
         client.list_recurring_runs,
         "recurring_runs",
         experiment_id=experiment_id,
-        filter=_equals("display_name", job),
+        filter=kfp_api.equals_filter("display_name", job),
     )
     return [r for r in runs if r.display_name == job]
 
@@ -528,13 +248,17 @@ def _is_enabled(run) -> bool:
 def schedule(client, plan: Plan, say: Callable[[str], None] = print) -> Result:
     """Uploads the version, ensures the experiment, creates or replaces the recurring run
     (the order is in the module's docstring). ``say`` gets one progress line per step."""
-    pipeline_id, pipeline_created = _ensure_pipeline(client, plan)
-    version = _upload_version(client, plan, pipeline_id)
+    pipeline_id, pipeline_created = kfp_api.ensure_pipeline(
+        client, plan.pipeline, plan.namespace, plan.package.description
+    )
+    version = kfp_api.upload_version(client, plan.package, plan.pipeline, pipeline_id, plan.version)
     say(
         f"uploaded pipeline {plan.pipeline} ({'created, ' if pipeline_created else ''}id "
         f"{pipeline_id}) version {plan.version} (id {version.pipeline_version_id})"
     )
-    experiment_id, experiment_created = _ensure_experiment(client, plan)
+    experiment_id, experiment_created = kfp_api.ensure_experiment(
+        client, plan.experiment, plan.namespace
+    )
     say(
         f"experiment {plan.experiment} ({'created, ' if experiment_created else ''}id {experiment_id})"
     )
@@ -620,7 +344,7 @@ def _undo(client, disabled: list[str], new_id: str) -> None:
 
 
 def _brief(exc: Exception) -> str:
-    status = _status(exc)
+    status = kfp_api.status_of(exc)
     if status:
         return f"HTTP {status} {getattr(exc, 'reason', '') or ''}".strip()
     return " ".join(str(exc).split())[:200] or type(exc).__name__

@@ -10,6 +10,7 @@ import os
 import pytest
 
 from components.cli import main as cli_main
+from components.lib import kfp_api
 from components.lib import schedule as lib
 from tests.fake_kfp import FakeKFP
 
@@ -23,7 +24,12 @@ REQUIRED = ["--param", "source_uri=s3://loopline-data/bikeshare/latest.csv"]
 
 @pytest.fixture
 def kfp(monkeypatch):
-    for name in (lib.HOST_ENV, lib.TOKEN_ENV, "KF_PIPELINES_ENDPOINT"):
+    for name in (
+        kfp_api.HOST_ENV,
+        kfp_api.TOKEN_ENV,
+        kfp_api.NAMESPACE_ENV,
+        "KF_PIPELINES_ENDPOINT",
+    ):
         monkeypatch.delenv(name, raising=False)
     with FakeKFP() as fake:
         yield fake
@@ -315,7 +321,7 @@ def test_a_refusing_api_is_one_line(kfp, capsys, status):
 def test_the_token_is_sent(kfp, capsys, monkeypatch):
     kfp.token = "s3cret"
     failed_with(schedule(capsys, kfp, "--cron", "@daily"), "HTTP 401", "--token")
-    monkeypatch.setenv(lib.TOKEN_ENV, "s3cret")
+    monkeypatch.setenv(kfp_api.TOKEN_ENV, "s3cret")
     code, _, err = schedule(capsys, kfp, "--cron", "@daily")
     assert code == 0, err
     assert kfp.requests[-1]["authorization"] == "Bearer s3cret"
