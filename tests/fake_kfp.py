@@ -18,6 +18,9 @@ Endpoints (paths, methods and JSON field names from the installed
 | ``POST /apis/v2beta1/recurringruns`` | checks: experiment and pipeline version exist (404), exactly one trigger, cron parsed (6 fields), interval > 0, max_concurrency 1-10 (400 INVALID_ARGUMENT); ``mode`` ENABLE / DISABLE -> ``status`` ENABLED / DISABLED |
 | ``GET /apis/v2beta1/recurringruns`` (``experiment_id``, ``namespace``, ``filter``, paging; answers ``recurringRuns``, the one camelCase key of the API) | |
 | ``GET`` / ``DELETE /apis/v2beta1/recurringruns/{id}``, ``POST .../{id}:enable``, ``POST .../{id}:disable`` | 404 unknown |
+| ``POST /apis/v2beta1/runs`` (``V2beta1Run``) | checks: experiment exists (404), exactly one of ``pipeline_spec`` and ``pipeline_version_reference`` (400), the version exists (404); ``state`` PENDING, ``state_history`` |
+| ``GET /apis/v2beta1/runs/{id}`` | each GET moves the run one step along :attr:`run_states` (default PENDING, RUNNING, SUCCEEDED; the last one stays) and answers it; a FAILED run carries :attr:`run_failure`: the run's ``error`` and a failed task in ``run_details.task_details`` |
+| ``GET /apis/v2beta1/runs`` (``experiment_id``, ``namespace``, paging) | list |
 
 Ids are UUIDs, times RFC 3339 (``created_at``), int64 fields echoed as strings (as
 grpc-gateway does), errors as ``google.rpc.Status`` JSON (``code``, ``message``, ``details``;
@@ -29,8 +32,19 @@ For tests: ``requests`` records each request (method, path, query, JSON body or 
 multipart's fields and file, the Authorization header); ``auth_status = 401`` (or 403)
 answers every request so; ``token = "t"`` answers 401 to requests without ``Bearer t``;
 ``fail[(method, path_regex)] = status`` fails matching requests; ``refuse()`` closes the
-socket (connections are refused). Not covered: runs, artifacts, the v1beta1 API, pipeline
-spec validation beyond "a YAML mapping with a root".
+socket (connections are refused).
+
+Multi-user mode (``multi_user = True``, as Kubeflow's profiles run KFP): healthz says so;
+listing or creating experiments and runs needs a namespace (400 INVALID_ARGUMENT, as the
+upstream resource manager answers); ``access = {"token": {"ns", ...}}`` authenticates and
+authorizes by bearer token as KFP's TokenReview and SubjectAccessReview do: an unknown or
+missing token is 401 UNAUTHENTICATED, a namespace the token's identity has no access to
+403 PERMISSION_DENIED (the namespace of a request: its ``namespace`` query or body field,
+else the experiment, pipeline or run it names; shared pipelines, namespace "", are open to
+every authenticated identity).
+
+Not covered: artifacts, the v1beta1 API, pipeline spec validation beyond "a YAML mapping
+with a root", run parameters against the spec (the driver checks those on a cluster).
 """
 
 from __future__ import annotations
@@ -97,6 +111,15 @@ class FakeKFP:
         self.versions: dict[str, dict] = {}
         self.experiments: dict[str, dict] = {}
         self.recurring_runs: dict[str, dict] = {}
+        self.runs: dict[str, dict] = {}
+        # The states a new run goes through, one per GET; the last one stays.
+        self.run_states: list[str] = ["PENDING", "RUNNING", "SUCCEEDED"]
+        # What a FAILED run says: {"task": display name, "message": text}.
+        self.run_failure: dict[str, str] = {
+            "task": "train",
+            "message": "task train failed: exit code 1",
+        }
+        self.access: dict[str, set[str]] | None = None
         self.requests: list[dict] = []
         self.auth_status: int | None = None
         self.token: str | None = None
@@ -217,6 +240,8 @@ class FakeKFP:
             )
         if self.token is not None and record["authorization"] != f"Bearer {self.token}":
             raise ApiError(401, "Unauthenticated: no valid bearer token")
+        if self.access is not None and path != API + "/healthz":  # healthz: no authn upstream
+            self._authorize(method, path, query, record)
         for (m, pattern), status in self.fail.items():
             if m == method and re.fullmatch(pattern, path):
                 raise ApiError(status, f"injected failure for {method} {path}")
@@ -244,6 +269,9 @@ class FakeKFP:
             ("DELETE", r"/recurringruns/(?P<rid>[^/:]+)", self._delete_run),
             ("POST", r"/recurringruns/(?P<rid>[^/:]+):enable", self._enable_run),
             ("POST", r"/recurringruns/(?P<rid>[^/:]+):disable", self._disable_run),
+            ("POST", r"/runs", self._create_one_run),
+            ("GET", r"/runs", self._list_one_runs),
+            ("GET", r"/runs/(?P<run_id>[^/:]+)", self._get_one_run),
         ]
         for m, pattern, handler in routes:
             match = re.fullmatch(pattern, rest)
@@ -443,6 +471,10 @@ class FakeKFP:
         if not name:
             raise ApiError(400, "Invalid input error: experiment name is empty")
         namespace = body.get("namespace") or ""
+        if self.multi_user and not namespace:
+            raise ApiError(
+                400, "Invalid input error: in multi-user mode an experiment needs a namespace"
+            )
         for e in self.experiments.values():
             if e["display_name"] == name and e["namespace"] == namespace:
                 raise ApiError(409, f"Already exist error: experiment {name} already exists")
@@ -458,6 +490,11 @@ class FakeKFP:
         return experiment
 
     def _list_experiments(self, query, **_):
+        if self.multi_user and not query.get("namespace"):
+            raise ApiError(
+                400,
+                "Invalid input error: in multi-user mode, listing experiments needs a namespace",
+            )
         items = [e for e in self.experiments.values() if self._ns_ok(e, query)]
         return self._page(items, query, "experiments")
 
@@ -566,6 +603,126 @@ class FakeKFP:
 
     def _disable_run(self, rid, **_):
         return self._set_mode(rid, False)
+
+    # ------------------------------------------------------------------ runs
+    def _create_one_run(self, body, **_):
+        body = body or {}
+        if not body.get("display_name"):
+            raise ApiError(400, "Invalid input error: the run needs a display_name")
+        experiment = self.experiments.get(body.get("experiment_id") or "")
+        if experiment is None:
+            raise ApiError(404, f"Not found: experiment {body.get('experiment_id')!r}")
+        ref = body.get("pipeline_version_reference") or {}
+        if bool(ref) == bool(body.get("pipeline_spec")):
+            raise ApiError(
+                400,
+                "Invalid input error: exactly one of pipeline_spec and pipeline_version_reference",
+            )
+        if ref:
+            version = self.versions.get(ref.get("pipeline_version_id") or "")
+            if version is None or (
+                ref.get("pipeline_id") and version["pipeline_id"] != ref["pipeline_id"]
+            ):
+                raise ApiError(
+                    404, f"Not found: pipeline version {ref.get('pipeline_version_id')!r}"
+                )
+        now = _now()
+        run = {
+            **{k: v for k, v in body.items() if v is not None},
+            "run_id": str(uuid.uuid4()),
+            "storage_state": "AVAILABLE",
+            "created_at": now,
+            "scheduled_at": now,
+            "state": "PENDING",
+            "state_history": [{"update_time": now, "state": "PENDING"}],
+            "_namespace": experiment["namespace"],
+            "_script": list(self.run_states),
+        }
+        self.runs[run["run_id"]] = run
+        return self._public(run)
+
+    @staticmethod
+    def _public(run: dict) -> dict:
+        return {k: v for k, v in run.items() if not k.startswith("_")}
+
+    def _get_one_run(self, run_id, **_):
+        run = self.runs.get(run_id)
+        if run is None:
+            raise ApiError(404, f"Not found: run {run_id}")
+        script = run["_script"]
+        state = script.pop(0) if len(script) > 1 else script[0]
+        if state != run["state"]:
+            now = _now()
+            run["state"] = state
+            run["state_history"].append({"update_time": now, "state": state})
+            if state in ("SUCCEEDED", "FAILED", "CANCELED", "SKIPPED"):
+                run["finished_at"] = now
+            if state == "FAILED":
+                failure = self.run_failure
+                run["error"] = {"code": 2, "message": failure["message"], "details": []}
+                run["run_details"] = {
+                    "task_details": [
+                        {"run_id": run_id, "task_id": str(uuid.uuid4()),
+                         "display_name": run["display_name"], "state": "FAILED"},
+                        {"run_id": run_id, "task_id": str(uuid.uuid4()), "display_name": "ingest",
+                         "state": "SUCCEEDED"},
+                        {"run_id": run_id, "task_id": str(uuid.uuid4()),
+                         "display_name": failure["task"], "state": "FAILED",
+                         "error": {"code": 2, "message": failure["message"], "details": []}},
+                    ]
+                }  # fmt: skip
+        return self._public(run)
+
+    def _list_one_runs(self, query, **_):
+        if self.multi_user and not query.get("namespace") and not query.get("experiment_id"):
+            raise ApiError(
+                400, "Invalid input error: in multi-user mode, listing runs needs a namespace"
+            )
+        items = [
+            self._public(r)
+            for r in self.runs.values()
+            if (not query.get("namespace") or r["_namespace"] == query["namespace"])
+            and (not query.get("experiment_id") or r["experiment_id"] == query["experiment_id"])
+        ]
+        return self._page(items, query, "runs")
+
+    # ------------------------------------------------------------------ authorization
+    def _namespace_of(self, path: str, query: dict, body) -> str | None:
+        """The namespace a request acts in (None: no namespace, e.g. healthz)."""
+        if query.get("namespace"):
+            return query["namespace"]
+        if isinstance(body, dict) and body.get("namespace"):
+            return body["namespace"]
+        if isinstance(body, dict) and body.get("experiment_id"):
+            experiment = self.experiments.get(body["experiment_id"])
+            return experiment["namespace"] if experiment else None
+        rest = path[len(API) :]
+        for pattern, table, key in (
+            (r"/experiments/([^/:]+)", self.experiments, "namespace"),
+            (r"/runs/([^/:]+)", self.runs, "_namespace"),
+            (r"/pipelines/([^/]+)(/.*)?", self.pipelines, "namespace"),
+        ):
+            match = re.fullmatch(pattern, rest)
+            if match and match.group(1) in table:
+                return table[match.group(1)].get(key, "")
+        if query.get("pipelineid") in self.pipelines:
+            return self.pipelines[query["pipelineid"]].get("namespace", "")
+        if query.get("experiment_id") in self.experiments:
+            return self.experiments[query["experiment_id"]]["namespace"]
+        return None
+
+    def _authorize(self, method: str, path: str, query: dict, record: dict) -> None:
+        header = record["authorization"] or ""
+        token = header[len("Bearer ") :] if header.startswith("Bearer ") else None
+        if token is None or token not in self.access:
+            raise ApiError(401, "Unauthenticated: the bearer token is missing or not valid")
+        namespace = self._namespace_of(path, query, record["body"])
+        if namespace and namespace not in self.access[token]:
+            raise ApiError(
+                403,
+                f"PermissionDenied: the identity of this token has no access to namespace "
+                f"{namespace} ({method} {path})",
+            )
 
     # ------------------------------------------------------------------ views for tests
     def enabled_runs(self, display_name: str | None = None) -> list[dict]:

@@ -2,7 +2,6 @@
 
 Each command group is a module here with ``add_commands(subparsers)``, a thin layer over the
 shared library (``components.lib``); :mod:`components.cli.main` builds the parser from
-:data:`components.cli.main.GROUPS`. Later groups (rollout, schedule, compile, submit,
-upload) are added the same way. The entry point is :func:`components.cli.main.main` (the
+:data:`components.cli.main.GROUPS`. The entry point is :func:`components.cli.main.main` (the
 package imports nothing, so its modules import each other without a cycle).
 """

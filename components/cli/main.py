@@ -13,27 +13,31 @@ import traceback
 from collections.abc import Sequence
 
 from components import __version__
-from components.cli import labels, monitor, registry, rollout, schedule
+from components.cli import compile as compile_group
+from components.cli import labels, monitor, registry, rollout, schedule, submit, upload
 from components.cli.common import CliError
 from components.lib import logs
 
 # The command groups, in --help order: each a module with add_commands(subparsers).
-GROUPS = (registry, rollout, monitor, schedule, labels)
+GROUPS = (registry, rollout, monitor, schedule, labels, compile_group, upload, submit)
 
 EPILOG = """\
 Every command that talks to the MLflow tracking server takes --tracking-uri (default: the
 MLFLOW_TRACKING_URI environment variable); the rollout commands also reach the Kubernetes
-API (in-cluster config in a pod, else the kube config: --kubeconfig, --context); schedule
-reaches the KFP API (--host, default $KFP_HOST; --token, default $KFP_TOKEN). Run `loopline GROUP --help` and
-`loopline GROUP COMMAND --help` for the details of each.
+API (in-cluster config in a pod, else the kube config: --kubeconfig, --context); schedule,
+upload and submit reach the KFP API (--host, default $KFP_HOST; --token, default $KFP_TOKEN;
+--namespace, default $KFP_NAMESPACE; in a pod with no host, kfp.Client's in-cluster
+service and service-account token). compile needs no server. Run `loopline GROUP --help`
+and `loopline GROUP COMMAND --help` for the details of each.
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="loopline",
-        description="Loopline: the model registry, rollouts on KServe and pipeline schedules "
-        "on Kubeflow Pipelines, from the command line.",
+        description="Loopline: the model registry, rollouts on KServe, and compiling, "
+        "uploading, running and scheduling pipelines on Kubeflow Pipelines, from the command "
+        "line.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
