@@ -34,10 +34,16 @@ FILES = (
 )
 
 
+def configured_dir() -> Path:
+    """``$LOOPLINE_SCHEMAS_DIR``, else ../shared/schemas beside the checkout (unchecked)."""
+    value = os.environ.get(SCHEMAS_ENV, "")
+    return Path(value) if value else DEFAULT_SCHEMAS_DIR
+
+
 def schemas_dir() -> Path:
     """The folder of upstream schemas: ``$LOOPLINE_SCHEMAS_DIR``, else ../shared/schemas."""
     value = os.environ.get(SCHEMAS_ENV, "")
-    path = Path(value) if value else DEFAULT_SCHEMAS_DIR
+    path = configured_dir()
     if not path.is_dir():
         source = f"{SCHEMAS_ENV}={value}" if value else f"{SCHEMAS_ENV} unset: the default"
         pytest.fail(

@@ -127,7 +127,9 @@ def test_fetch_schemas_fails_when_a_file_cannot_be_downloaded(fake_upstream, tmp
 
 def test_the_schemas_folder_defaults_to_shared_schemas_beside_the_checkout(monkeypatch):
     monkeypatch.delenv(schemas.SCHEMAS_ENV, raising=False)
-    assert schemas.schemas_dir() == ROOT.parent / "shared" / "schemas"
+    assert schemas.configured_dir() == ROOT.parent / "shared" / "schemas"
+    monkeypatch.setenv(schemas.SCHEMAS_ENV, "")  # empty: the default too
+    assert schemas.configured_dir() == ROOT.parent / "shared" / "schemas"
 
 
 def test_a_missing_schemas_folder_fails_naming_the_variable(monkeypatch, tmp_path):

@@ -130,11 +130,14 @@ def test_no_credential_in_the_logs_of_a_task_and_the_servers_that_hold_one(
     )
     from components.ingest.component import ingest
 
-    task = ingest(
-        source_uri="s3://supply-chain-logs/bikeshare.csv",
-        time_column="day",
-        s3_endpoint=s3_store.endpoint,
-    )
+    try:
+        task = ingest(
+            source_uri="s3://supply-chain-logs/bikeshare.csv",
+            time_column="day",
+            s3_endpoint=s3_store.endpoint,
+        )
+    finally:
+        local_run.init_docker(local_pipeline_root)  # kfp.local's own logging back
     assert task.outputs["train"].metadata["rows"] == 6034  # it did read S3 with the keys
     task_logs = list(local_pipeline_root.rglob("logs/ingest.log"))
     assert task_logs and "ingest" in terminal.getvalue()
