@@ -1,4 +1,9 @@
-"""Strict validation against the upstream API schemas in ../shared/schemas.
+"""Strict validation against the upstream API schemas: KServe v0.20.0 CRDs, Katib v0.19.0 OpenAPI.
+
+The folder comes from ``$LOOPLINE_SCHEMAS_DIR``; by default ``../shared/schemas`` beside the
+checkout. Cloud Build's first step downloads the same pinned files there (cloudbuild.yaml,
+fetch-schemas) and the tests step sets the variable. A missing folder fails the test, naming
+the variable.
 
 Neither upstream schema closes its objects, and an API server prunes unknown fields of
 a custom resource silently, so a misspelt field would pass a plain check and then do
@@ -10,13 +15,51 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from functools import cache
 from pathlib import Path
 
 import jsonschema
 import pytest
 
-SHARED_SCHEMAS = Path(__file__).resolve().parent.parent.parent / "shared" / "schemas"
+SCHEMAS_ENV = "LOOPLINE_SCHEMAS_DIR"
+DEFAULT_SCHEMAS_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "schemas"
+# The files every schema test reads, relative to the folder (cloudbuild.yaml fetches these).
+FILES = (
+    "kserve-v0.20.0/serving.kserve.io_inferenceservices.yaml",
+    "kserve-v0.20.0/serving.kserve.io_servingruntimes.yaml",
+    "kserve-v0.20.0/serving.kserve.io_clusterservingruntimes.yaml",
+    "katib-v0.19.0/swagger.json",
+    "katib-v0.19.0/experiment-crd.yaml",
+)
+
+
+def configured_dir() -> Path:
+    """``$LOOPLINE_SCHEMAS_DIR``, else ../shared/schemas beside the checkout (unchecked)."""
+    value = os.environ.get(SCHEMAS_ENV, "")
+    return Path(value) if value else DEFAULT_SCHEMAS_DIR
+
+
+def schemas_dir() -> Path:
+    """The folder of upstream schemas: ``$LOOPLINE_SCHEMAS_DIR``, else ../shared/schemas."""
+    value = os.environ.get(SCHEMAS_ENV, "")
+    path = configured_dir()
+    if not path.is_dir():
+        source = f"{SCHEMAS_ENV}={value}" if value else f"{SCHEMAS_ENV} unset: the default"
+        pytest.fail(
+            f"the upstream schemas folder is missing: {path} ({source}); set {SCHEMAS_ENV} to "
+            "a folder holding kserve-v0.20.0/ and katib-v0.19.0/ (cloudbuild.yaml's "
+            "fetch-schemas step downloads them), or put ../shared/schemas beside the checkout"
+        )
+    return path
+
+
+def schema_file(rel: str) -> Path:
+    """One schema file of the folder; fails naming the file and the variable when absent."""
+    path = schemas_dir() / rel
+    if not path.is_file():
+        pytest.fail(f"the schema {rel} is missing from {path.parent} (set by {SCHEMAS_ENV})")
+    return path
 
 
 def _close(node):
@@ -37,11 +80,7 @@ def _close(node):
 
 @cache
 def _katib_components() -> dict:
-    path = SHARED_SCHEMAS / "katib-v0.19.0" / "swagger.json"
-    if not path.exists():
-        pytest.fail(
-            f"the Katib schema is missing: {path} (../shared/schemas must sit beside the checkout)"
-        )
+    path = schema_file("katib-v0.19.0/swagger.json")
     return _close(copy.deepcopy(json.loads(path.read_text())["components"]))
 
 
@@ -62,11 +101,7 @@ KSERVE_CRDS = {
 def _kserve_schema(kind: str, version: str) -> dict:
     import yaml
 
-    path = SHARED_SCHEMAS / "kserve-v0.20.0" / KSERVE_CRDS[kind]
-    if not path.exists():
-        pytest.fail(
-            f"the KServe schema is missing: {path} (../shared/schemas must sit beside the checkout)"
-        )
+    path = schema_file(f"kserve-v0.20.0/{KSERVE_CRDS[kind]}")
     crd = yaml.safe_load(path.read_text())
     for entry in crd["spec"]["versions"]:
         if entry["name"] == version:
