@@ -123,6 +123,7 @@ def test_the_base_renders_valid_namespace_agnostic_objects_without_secrets():
 def test_every_overlay_deploys_the_feature_store_in_its_namespace(overlay):
     docs = render(overlay)
     objects = by_kind_and_name(docs)
+    namespace = yaml.safe_load((overlay / "kustomization.yaml").read_text())["namespace"]
     for key in (
         ("StatefulSet", "loopline-redis"),
         ("Service", "loopline-redis"),
@@ -133,7 +134,7 @@ def test_every_overlay_deploys_the_feature_store_in_its_namespace(overlay):
     ):
         assert key in objects, key
         kubernetes_validate.validate(objects[key], KUBERNETES_VERSION, strict=True)
-        assert objects[key]["metadata"]["namespace"] == NAMESPACE
+        assert objects[key]["metadata"]["namespace"] == namespace
     # The generated ConfigMap's hashed name reaches the Deployment's volume.
     [configmap] = [
         d

@@ -25,6 +25,9 @@ RULES = MONITORING / "loopline-rules.yaml"
 RULE_TESTS = MONITORING / "tests" / "loopline-rules.test.yaml"
 DASHBOARD = MONITORING / "dashboards" / "loopline-serving.json"
 README = MONITORING / "README.md"
+KSM_WORKFLOWS = MONITORING / "kube-state-metrics-workflows.yaml"
+# Alerts about pipeline runs, not models: labelled by recurring run instead of model/version.
+PIPELINE_ALERTS = {"LooplineRecurringRunFailed"}
 
 # Grafana's variables, replaced by something promtool parses.
 GRAFANA_VARIABLES = {
@@ -86,7 +89,18 @@ def known_series() -> set[str]:
         r'"(loopline_[a-z_]+)"', inspect.getsource(metrics.prediction_histogram)
     )
     names |= {histogram + suffix for suffix in ("_bucket", "_sum", "_count")}
-    return names | rollout_gauges()
+    return names | rollout_gauges() | workflow_series()
+
+
+def workflow_series() -> set[str]:
+    """The series kube-state-metrics makes from kube-state-metrics-workflows.yaml: its
+    metricNamePrefix, "_", each metric's name (kube-state-metrics' custom resource state)."""
+    config = yaml.safe_load(KSM_WORKFLOWS.read_text())
+    return {
+        f"{resource['metricNamePrefix']}_{metric['name']}"
+        for resource in config["spec"]["resources"]
+        for metric in resource["metrics"]
+    }
 
 
 def rule_groups() -> list[dict]:
@@ -147,10 +161,17 @@ def test_every_alert_has_severity_summary_description_and_runbook():
         assert rule["labels"]["severity"] in ("critical", "warning"), rule["alert"]
         notes = rule["annotations"]
         assert set(notes) == {"summary", "description", "runbook"}, rule["alert"]
+        if rule["alert"] in PIPELINE_ALERTS:
+            for key in ("summary", "description"):
+                assert "{{ $labels.recurring_run }}" in notes[key], (rule["alert"], key)
+            for by in re.findall(r"\bby \(([^)]*)\)", rule["expr"]):
+                assert {"namespace", "recurring_run"} <= {x.strip() for x in by.split(",")}
         for key in ("summary", "description"):
+            if rule["alert"] in PIPELINE_ALERTS:
+                continue
             assert "{{ $labels.model }}" in notes[key], (rule["alert"], key)
-        # per version, except the per-model traffic alert
-        if rule["alert"] != "LooplineTrafficStopped":
+        # per version, except the per-model traffic alert and the pipeline alerts
+        if rule["alert"] != "LooplineTrafficStopped" and rule["alert"] not in PIPELINE_ALERTS:
             assert "{{ $labels.version }}" in notes["summary"], rule["alert"]
             # every aggregation keeps the model and the version
             for by in re.findall(r"\bby \(([^)]*)\)", rule["expr"]):
@@ -365,3 +386,52 @@ def test_metric_names_finds_series_and_nothing_else():
         " / ignoring (kind) group_left sum(b_total offset 1h) > 1e3 and on (x) c"
     )
     assert metric_names(expr) == {"a_bucket", "b_total", "c"}
+
+
+# --- failed recurring runs (kube-state-metrics over KFP's Argo Workflows) -------------------
+
+
+def test_the_workflow_series_come_from_kfps_labels_on_argo_workflows():
+    # KFP's ScheduledWorkflow controller labels every Workflow it starts with
+    # scheduledworkflows.kubeflow.org/scheduledWorkflowName (kubeflow/pipelines
+    # backend/src/common/util/consts.go, LabelKeyWorkflowScheduledWorkflowName) and the API
+    # server with pipeline/runid (LabelKeyWorkflowRunId).
+    config = yaml.safe_load(KSM_WORKFLOWS.read_text())
+    assert config["kind"] == "CustomResourceStateMetrics"
+    [resource] = config["spec"]["resources"]
+    assert resource["groupVersionKind"] == {
+        "group": "argoproj.io",
+        "version": "v1alpha1",
+        "kind": "Workflow",
+    }
+    labels = resource["labelsFromPath"]
+    assert labels["recurring_run"] == [
+        "metadata",
+        "labels",
+        "scheduledworkflows.kubeflow.org/scheduledWorkflowName",
+    ]
+    assert labels["run_id"] == ["metadata", "labels", "pipeline/runid"]
+    assert labels["namespace"] == ["metadata", "namespace"]
+    metrics = {m["name"]: m["each"] for m in resource["metrics"]}
+    phase = metrics["status_phase"]["stateSet"]
+    assert phase["path"] == ["status", "phase"] and phase["labelName"] == "phase"
+    # Argo's workflow phases (pkg/apis/workflow/v1alpha1/workflow_phase.go; "" is Unknown)
+    assert set(phase["list"]) == {"Pending", "Running", "Succeeded", "Failed", "Error"}
+    finished = metrics["finished_timestamp_seconds"]["gauge"]
+    assert finished == {"path": ["status", "finishedAt"], "nilIsZero": True}
+    [rule] = [r for r in alerts() if r["alert"] == "LooplineRecurringRunFailed"]
+    assert metric_names(rule["expr"]) == workflow_series()
+
+
+def test_the_recurring_run_unit_test_fails_when_error_runs_are_ignored(tmp_path):
+    # Argo ends a Workflow in Error (not Failed) when it could not run a step at all; a rule
+    # that looks at Failed only misses the `hourly` run in the unit test.
+    text = RULES.read_text().replace('phase=~"Failed|Error"', 'phase="Failed"')
+    assert text != RULES.read_text()
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "loopline-rules.yaml").write_text(text)
+    (tmp_path / "tests" / RULE_TESTS.name).write_text(RULE_TESTS.read_text())
+    result = promtool("test", "rules", RULE_TESTS.name, cwd=tmp_path / "tests")
+    assert result.returncode != 0
+    assert "LooplineRecurringRunFailed" in result.stdout + result.stderr
+    assert "hourly" in result.stdout + result.stderr

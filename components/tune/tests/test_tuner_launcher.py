@@ -9,6 +9,7 @@ Succeeded with status.currentOptimalTrial, or Failed with a reason and message.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -337,3 +338,25 @@ def test_a_transformer_without_its_record_stops_the_launcher(cluster, tmp_path):
     with pytest.raises(SystemExit, match="records no spec_sha256, sklearn_version"):
         katib_launcher.main(argv)
     assert cluster.created == []
+
+
+@pytest.mark.parametrize("outcome", ["succeed", "fail", "hang"])
+def test_the_launcher_makes_exactly_the_katib_requests_the_role_allows(outcome):
+    # Recorded at the client boundary under the real KatibClient: what
+    # manifests/base/rbac.yaml must allow (tests/pipeline_api_calls.py KATIB; the main env's
+    # tests/test_manifests_rbac.py checks the rendered Roles allow it and nothing more).
+    from tests.pipeline_api_calls import KATIB, RecordingApi
+
+    fake = RecordingApi(
+        FakeCustomObjects(outcome, polls_until_done=10**6 if outcome == "hang" else 2)
+    )
+    with (
+        pytest.raises((katib_launcher.ExperimentFailed, TimeoutError))
+        if outcome != "succeed"
+        else contextlib.nullcontext()
+    ):
+        katib_launcher.launch(
+            _client(fake), _experiment(), timeout_s=0 if outcome == "hang" else 5, poll_s=0
+        )
+    assert fake.requests == KATIB
+    assert fake.namespaces == {"team-a"}
