@@ -13,12 +13,12 @@ import traceback
 from collections.abc import Sequence
 
 from components import __version__
-from components.cli import labels, monitor, registry, rollout, schedule
+from components.cli import cleanup, labels, monitor, registry, rollout, schedule
 from components.cli.common import CliError
 from components.lib import logs
 
 # The command groups, in --help order: each a module with add_commands(subparsers).
-GROUPS = (registry, rollout, monitor, schedule, labels)
+GROUPS = (registry, rollout, monitor, schedule, labels, cleanup)
 
 EPILOG = """\
 Every command that talks to the MLflow tracking server takes --tracking-uri (default: the
