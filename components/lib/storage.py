@@ -16,8 +16,6 @@ from __future__ import annotations
 import os
 from urllib.parse import urlparse
 
-from components.lib import network
-
 REMOTE_SCHEMES = ("s3", "minio")
 # The keys of the Kubernetes Secret with the object-store credentials -> the environment
 # variables the client reads. Kubeflow's own ``mlpipeline-minio-artifact`` Secret has these
@@ -39,6 +37,10 @@ def is_remote(uri: str) -> bool:
 
 def _client(uri: str, endpoint: str, secure: bool, what: str):
     from minio import Minio
+
+    # Imported here: registered models bundle this module (registry._BUNDLED_MODULES) with
+    # only what it imports at the top.
+    from components.lib import network
 
     if not endpoint:
         raise StorageError(f"{what} {uri!r} is on s3 but the S3 endpoint (s3_endpoint) is empty")
@@ -70,6 +72,8 @@ def _bucket_key(uri: str, what: str) -> tuple[str, str]:
 def unreachable(endpoint: str, exc: Exception, what: str) -> StorageError:
     """A connection failure or timeout (urllib3's, after the client's retries) as a
     :class:`StorageError` naming the endpoint and the limits in force."""
+    from components.lib import network
+
     reason = getattr(exc, "reason", None) or exc
     return StorageError(
         f"{what}: no answer from the S3 endpoint {endpoint.split('://', 1)[-1]} "

@@ -270,3 +270,28 @@ def test_a_hung_prometheus_fails_the_query_naming_it(clean_env, hung):
     assert isinstance(error, gates.QueryError), error
     assert f"Prometheus at {hung.url} did not answer" in str(error)
     assert "read timeout=0.5" in str(error)
+
+
+def test_the_code_a_registered_model_bundles_imports_only_bundled_modules_at_the_top():
+    """A registered model carries components.lib's features and what it imports
+    (registry._BUNDLED_MODULES); mlflow.pyfunc loads it with nothing else on the path. The
+    network limits are imported inside storage's functions, so the bundle stays closed."""
+    import ast
+
+    from components.lib import registry
+
+    bundled = {
+        p.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+        for p in registry._BUNDLED_MODULES
+    }
+    for path in registry._BUNDLED_MODULES:
+        for node in ast.parse((ROOT / path).read_text()).body:  # the top level only
+            if not (
+                isinstance(node, ast.ImportFrom) and (node.module or "").startswith("components")
+            ):
+                continue
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                is_module = (ROOT / (full.replace(".", "/") + ".py")).exists()
+                needed = full if is_module else node.module
+                assert needed in bundled, f"{path} imports {needed}, which a registered model lacks"
