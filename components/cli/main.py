@@ -14,12 +14,12 @@ from collections.abc import Sequence
 
 from components import __version__
 from components.cli import compile as compile_group
-from components.cli import labels, monitor, registry, rollout, schedule, submit, upload
+from components.cli import cleanup, labels, monitor, registry, rollout, schedule, submit, upload
 from components.cli.common import CliError
 from components.lib import logs
 
 # The command groups, in --help order: each a module with add_commands(subparsers).
-GROUPS = (registry, rollout, monitor, schedule, labels, compile_group, upload, submit)
+GROUPS = (registry, rollout, monitor, schedule, labels, compile_group, upload, submit, cleanup)
 
 EPILOG = """\
 Every command that talks to the MLflow tracking server takes --tracking-uri (default: the

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from string import Template
 
+from components.lib import network
 from components.lib.feature_repos import bikeshare as bikeshare_repo
 
 TARGETS = ("embedded", "cluster")
@@ -107,7 +108,9 @@ def location(
             raise FeatureStoreError(
                 "the cluster target needs redis (host:port of the online store)"
             )
-        online = {"type": "redis", "connection_string": redis}
+        # redis-py waits forever by default: the ``redis`` socket timeouts of
+        # components.lib.network unless the connection string names its own.
+        online = {"type": "redis", "connection_string": network.redis_options(redis)}
     return StoreLocation(
         target=target,
         storage=storage,
@@ -141,6 +144,7 @@ def open_store(where: StoreLocation, repo_dir: str, repo: str = "bikeshare"):
         # Feast's S3 registry (boto3) and file offline store (s3fs) read the endpoint from here.
         os.environ.setdefault("AWS_ENDPOINT_URL", where.s3_endpoint)
         os.environ.setdefault("FEAST_S3_ENDPOINT_URL", where.s3_endpoint)
+        network.aws_env()  # botocore's retries (its timeouts are 60 s by default)
     Path(repo_dir, "feature_store.yaml").write_text(render_config(where, repo))
     return FeatureStore(repo_path=repo_dir)
 

@@ -118,11 +118,16 @@ class QueryError(RuntimeError):
 
 
 class Prometheus:
-    """Instant queries against Prometheus' HTTP API (``GET {url}/api/v1/query``)."""
+    """Instant queries against Prometheus' HTTP API (``GET {url}/api/v1/query``).
 
-    def __init__(self, url: str, timeout: float = 10.0):
+    ``timeout``: seconds, or ``(connect, read)``; default the ``http`` limits of
+    :mod:`components.lib.network` (``LOOPLINE_HTTP_*``: connect 5 s, read 30 s)."""
+
+    def __init__(self, url: str, timeout: float | tuple[float, float] | None = None):
+        from components.lib import network
+
         self.url = url.rstrip("/")
-        self.timeout = timeout
+        self.timeout = network.limits("http").pair if timeout is None else timeout
 
     def query(self, promql: str) -> list[tuple[dict[str, str], float]]:
         """The instant vector (or scalar, as one unlabeled sample): ``[(labels, value)]``.

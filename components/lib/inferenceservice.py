@@ -462,13 +462,18 @@ def cluster_api(kubeconfig: str | None = None, context: str | None = None):
     """A ``kubernetes.client.CustomObjectsApi``: the pod's service account in a cluster (when
     neither ``kubeconfig`` nor ``context`` is given), else the kube config (``kubeconfig``,
     default ``$KUBECONFIG`` or ``~/.kube/config``, and its ``context``). Raises
-    :class:`DeploymentError` naming both when neither is there."""
+    :class:`DeploymentError` naming both when neither is there.
+
+    Every request has the ``kubernetes`` timeouts and retries of :mod:`components.lib.network`
+    (``LOOPLINE_KUBERNETES_*``; defaults connect 10 s, read 30 s, 3 retries)."""
     from kubernetes import client, config
+
+    from components.lib import network
 
     if kubeconfig is None and context is None:
         try:
             config.load_incluster_config()
-            return client.CustomObjectsApi()
+            return client.CustomObjectsApi(network.kubernetes_api_client())
         except config.ConfigException as exc:
             in_cluster = str(exc)
     else:
@@ -480,7 +485,7 @@ def cluster_api(kubeconfig: str | None = None, context: str | None = None):
             f"no Kubernetes API configuration: in-cluster: {in_cluster}; kube config "
             f"{kubeconfig or '(default)'}: {exc}"
         ) from exc
-    return client.CustomObjectsApi()
+    return client.CustomObjectsApi(network.kubernetes_api_client())
 
 
 def cluster_deployment(

@@ -277,14 +277,27 @@ def connect(host: str | None, token: str | None = None, namespace: str | None = 
     ``namespace`` is the user's Kubeflow profile namespace (multi-user; see the module's
     docstring). kfp.Client's constructor asks ``/apis/v2beta1/healthz`` when it has no
     namespace, retrying five times 5 s apart; here it asks once, so a refusal fails at once.
+
+    kfp.Client sends no timeout: every request of this one has the ``kfp`` limits of
+    :mod:`components.lib.network` (``LOOPLINE_KFP_*``; defaults connect 10 s, read 60 s,
+    3 urllib3 retries), so a hung API fails instead of waiting forever.
     """
     import warnings
 
     import kfp
     from kfp.client import KF_PIPELINES_SA_TOKEN_ENV, KF_PIPELINES_SA_TOKEN_PATH
 
+    from components.lib import network
+
     class _Client(kfp.Client):
+        def _load_config(self, *args, **kwargs):
+            config = super()._load_config(*args, **kwargs)
+            config.retries = network.limits("kfp").retries
+            return config
+
         def get_kfp_healthz(self, sleep_duration: int = 5):
+            # Called from the constructor, once the API client exists.
+            network.with_request_timeout(self._healthz_api.api_client, "kfp")
             return self._healthz_api.healthz_service_get_healthz()
 
         def _load_context_setting_or_default(self) -> None:
@@ -303,7 +316,9 @@ def connect(host: str | None, token: str | None = None, namespace: str | None = 
             kwargs["credentials"] = ServiceAccountTokenVolumeCredentials(sa_token)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore", FutureWarning)
-        return _Client(**kwargs)
+        client = _Client(**kwargs)
+    network.with_request_timeout(client._healthz_api.api_client, "kfp")
+    return client
 
 
 def quiet(func: Callable, *a, **kw):

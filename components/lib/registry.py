@@ -405,6 +405,11 @@ class Registry:
     ):
         from mlflow import MlflowClient
 
+        from components.lib import network
+
+        # MLflow's defaults wait about four minutes for a dead server (120 s per request, 7
+        # retries with backoff); Loopline's, where the variables are unset: 60 s, 3 retries.
+        network.mlflow_env()
         if not tracking_uri:
             raise RegistryError("no tracking URI (pass one, or set MLFLOW_TRACKING_URI)")
         self.tracking_uri = tracking_uri
@@ -415,18 +420,27 @@ class Registry:
 
     # ----------------------------------------------------------------- reachability
 
-    def ping(self, timeout: float = 5.0) -> None:
-        """Raises :class:`Unavailable` unless the tracking server's ``/health`` answers."""
+    def ping(self, timeout: float | tuple[float, float] | None = None) -> None:
+        """Raises :class:`Unavailable` unless the tracking server's ``/health`` answers
+        (within ``timeout``: seconds or ``(connect, read)``; default the ``http`` limits of
+        :mod:`components.lib.network`)."""
         if not self.tracking_uri.startswith(("http://", "https://")):
             return
         import requests
+
+        from components.lib import network
+
+        if timeout is None:
+            timeout = network.limits("http").pair
 
         url = f"{self.tracking_uri.rstrip('/')}/health"
         try:
             response = requests.get(url, timeout=timeout)
         except requests.RequestException as exc:
             reason = type(exc).__name__
-            if isinstance(exc, requests.ConnectionError):
+            if isinstance(exc, requests.Timeout):
+                reason = f"no answer to /health within the timeout {timeout} s: {reason}"
+            elif isinstance(exc, requests.ConnectionError):
                 reason = "connection refused or host unreachable"
             raise Unavailable(
                 f"cannot reach the MLflow tracking server at {self.tracking_uri} ({reason})"

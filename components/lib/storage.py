@@ -38,6 +38,10 @@ def is_remote(uri: str) -> bool:
 def _client(uri: str, endpoint: str, secure: bool, what: str):
     from minio import Minio
 
+    # Imported here: registered models bundle this module (registry._BUNDLED_MODULES) with
+    # only what it imports at the top.
+    from components.lib import network
+
     if not endpoint:
         raise StorageError(f"{what} {uri!r} is on s3 but the S3 endpoint (s3_endpoint) is empty")
     access_env, secret_env = S3_SECRET_KEYS["accesskey"], S3_SECRET_KEYS["secretkey"]
@@ -49,7 +53,11 @@ def _client(uri: str, endpoint: str, secure: bool, what: str):
             "(on a cluster the pipeline takes them from the Secret named by s3_credentials_secret)"
         )
     return Minio(
-        endpoint.split("://", 1)[-1], access_key=access_key, secret_key=secret_key, secure=secure
+        endpoint.split("://", 1)[-1],
+        access_key=access_key,
+        secret_key=secret_key,
+        secure=secure,
+        http_client=network.s3_http_client(secure),
     )
 
 
@@ -59,6 +67,25 @@ def _bucket_key(uri: str, what: str) -> tuple[str, str]:
     if not bucket or not key:
         raise StorageError(f"{what} {uri!r}: an s3 URI needs a bucket and a key (s3://bucket/key)")
     return bucket, key
+
+
+def unreachable(endpoint: str, exc: Exception, what: str) -> StorageError:
+    """A connection failure or timeout (urllib3's, after the client's retries) as a
+    :class:`StorageError` naming the endpoint and the limits in force."""
+    from components.lib import network
+
+    reason = getattr(exc, "reason", None) or exc
+    return StorageError(
+        f"{what}: no answer from the S3 endpoint {endpoint.split('://', 1)[-1]} "
+        f"({network.limits('s3').describe()}; LOOPLINE_S3_*): "
+        f"{type(reason).__name__}: {' '.join(str(reason).split())[:300]}"
+    )
+
+
+def network_errors() -> tuple[type[BaseException], ...]:
+    import urllib3
+
+    return (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)
 
 
 def safe_join(dest: str, relative: str, uri: str = "", what: str = "uri") -> str:
@@ -168,6 +195,8 @@ def fetch(
         raise StorageError(
             f"{what} {uri!r}: cannot read from {host}: {exc.code}: {exc.message}"
         ) from exc
+    except network_errors() as exc:
+        raise unreachable(endpoint, exc, f"{what} {uri!r}") from exc
     return dest
 
 
@@ -213,6 +242,8 @@ def upload_folder(
         raise StorageError(
             f"{what} {uri!r}: cannot write to {endpoint}: {exc.code}: {exc.message}"
         ) from exc
+    except network_errors() as exc:
+        raise unreachable(endpoint, exc, f"{what} {uri!r}") from exc
     return [prefix + rel for rel in files]
 
 
@@ -232,8 +263,12 @@ def read_object(uri: str, endpoint: str, secure: bool = False, what: str = "uri"
         if exc.code in ("NoSuchKey", "NoSuchBucket"):
             return None
         raise StorageError(f"{what} {uri!r}: cannot read from {endpoint}: {exc.code}") from exc
+    except network_errors() as exc:
+        raise unreachable(endpoint, exc, f"{what} {uri!r}") from exc
     try:
         return response.read()
+    except network_errors() as exc:
+        raise unreachable(endpoint, exc, f"{what} {uri!r}") from exc
     finally:
         response.close()
         response.release_conn()

@@ -24,7 +24,7 @@ import sys
 import time
 import uuid
 
-from components.lib import logs
+from components.lib import logs, network
 from components.tune import katib, katib_values, search_space
 
 log = logging.getLogger("loopline.tune.katib")
@@ -226,8 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     from kubeflow.katib import KatibClient
 
+    katib_client = KatibClient(namespace=args.namespace)
+    # The SDK sends no timeout: a hung API server would hold the step until KFP's own limit.
+    network.with_request_timeout(katib_client.custom_api.api_client, "kubernetes")
     params, metrics = launch(
-        KatibClient(namespace=args.namespace),
+        katib_client,
         body,
         args.timeout_minutes * 60,
         args.poll_seconds,

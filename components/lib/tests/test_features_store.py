@@ -165,7 +165,11 @@ def test_one_template_renders_both_targets(tmp_path):
     )
     assert embedded["online_store"] == {"type": "sqlite", "path": str(tmp_path / "online.db")}
     assert embedded["registry"]["path"] == str(tmp_path / "registry.db")
-    assert cluster["online_store"] == {"type": "redis", "connection_string": "redis:6379"}
+    # redis-py has no socket timeout by default: components.lib.network's are added.
+    assert cluster["online_store"] == {
+        "type": "redis",
+        "connection_string": "redis:6379,socket_connect_timeout=5,socket_timeout=5",
+    }
     assert cluster["registry"]["path"] == "s3://feast/bikeshare/registry.db"
     # The offline store: DuckDB embedded (bench/point_in_time.py), the file store on S3.
     assert embedded["offline_store"] == {"type": "duckdb"}

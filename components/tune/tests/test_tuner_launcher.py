@@ -258,8 +258,15 @@ def cluster(monkeypatch):
     import kubernetes
 
     fake = FakeCustomObjects("succeed")
+
+    def custom_objects_api(api_client=None):
+        fake.api_client = (
+            api_client  # the real ApiClient KatibClient made, as the real API keeps it
+        )
+        return fake
+
     monkeypatch.setattr(kubernetes.config, "load_kube_config", lambda **kwargs: None)
-    monkeypatch.setattr(kubernetes.client, "CustomObjectsApi", lambda api_client=None: fake)
+    monkeypatch.setattr(kubernetes.client, "CustomObjectsApi", custom_objects_api)
     return fake
 
 
@@ -320,6 +327,29 @@ def test_a_kept_experiment_stays_and_its_name_is_never_reused(cluster, tmp_path)
     with pytest.raises(Exception, match=f"team-a/{kept} already exists"):
         katib_launcher.main(argv)
     assert list(cluster.store) == [("team-a", kept)] and cluster.deleted == []
+
+
+def test_the_katib_clients_requests_carry_the_kubernetes_timeouts(cluster, tmp_path, monkeypatch):
+    """The Katib SDK sends no timeout; the launcher gives its API client the ``kubernetes``
+    limits of components.lib.network (here set by the environment), and a request sent
+    through it carries them."""
+    from components.lib import network
+
+    monkeypatch.setenv("LOOPLINE_KUBERNETES_READ_TIMEOUT", "12")
+    assert katib_launcher.main(compiled_argv(tmp_path, run_id="run-t")) == 0
+    api_client = cluster.api_client
+    assert network.request_timeout(api_client) == network.Limits("kubernetes", 10.0, 12.0, 3)
+    sent = {}
+
+    class Rest:
+        def GET(self, url, **kwargs):  # noqa: N802 - the REST client's method name
+            sent.update(kwargs, url=url)
+            raise RuntimeError("recorded")
+
+    api_client.rest_client = Rest()
+    with pytest.raises(RuntimeError, match="recorded"):
+        api_client.call_api("/apis", "GET", _return_http_data_only=True)
+    assert sent["_request_timeout"] == (10.0, 12.0)
 
 
 def test_without_a_run_id_the_name_is_still_unique(cluster, tmp_path):
