@@ -201,7 +201,10 @@ def test_tampered_batch_is_stopped_at_the_gate_naming_the_dropped_column(
     run_dir = local_run.latest_run(root, PIPELINE)
     assert local_run.ran_tasks(run_dir) == {"find-champion", "ingest", "validate-data", "settle"}
     found = json.loads((run_dir / "validate-data" / "anomalies" / "anomalies.json").read_text())
+    # The whole folder came from S3: the schema, its drift policy and reference statistics.
     assert found["schema_version"] == SCHEMA_VERSION
+    assert found["policy_version"] == "breast-cancer-drift-1.0.0"
+    assert (found["baseline"]["kind"], found["baseline"]["rows"]) == ("reference", 569)
     assert {(a["dataset"], a["column"], a["kind"]) for a in found["anomalies"]} == {
         (split, DROPPED, "SCHEMA_MISSING_COLUMN") for split in ("train", "eval", "holdout")
     }
