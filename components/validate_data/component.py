@@ -58,11 +58,15 @@ def validate_data(
             dropped and listed as not validated, schema anomalies block, drift and skew
             (against ``training_statistics``, else the champion's ``baseline_statistics``)
             are reported only, whatever the policy's block level.
-        schema: A bundled schema name (``bikeshare``) or a ``schema.pbtxt`` path in the image.
-        drift_policy: A drift policy YAML path in the image; empty: the one beside the schema.
+        schema: A bundled schema name (``bikeshare``); a schema folder (``schema.pbtxt``, and
+            optionally ``reference_stats.pb`` and ``drift_policy.yaml`` beside it) or a
+            ``schema.pbtxt``, as a path in the container or an ``s3://`` URI on
+            ``s3_endpoint`` (your own schema, with no image rebuilt).
+        drift_policy: A drift policy YAML, as a path or ``s3://`` URI; empty: the one beside
+            the schema.
         beam_args: Empty for TFDV's in-memory statistics, or a JSON list of Apache Beam
             pipeline arguments (``["--runner=FlinkRunner", ...]``) for data beyond one machine.
-        s3_endpoint: S3 / MinIO endpoint for an ``s3://`` baseline.
+        s3_endpoint: S3 / MinIO endpoint for an ``s3://`` schema, policy or baseline.
         s3_secure: Reach the endpoint over TLS.
     """
     return dsl.ContainerSpec(

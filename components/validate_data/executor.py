@@ -4,9 +4,10 @@ Runs in the tfdv image (no kfp there: TFDV 1.16 needs protobuf < 5). The compone
 container component that calls this module's CLI:
 
     python -m components.validate_data.executor \\
-        --dataset train=PATH [--dataset eval=PATH] [--dataset holdout=PATH] --schema bikeshare \\
-        [--policy drift_policy.yaml] [--baseline-statistics PATH|s3://...] \\
-        [--training-statistics PATH] [--beam-args JSON] [--s3-endpoint HOST:PORT] \\
+        --dataset train=PATH [--dataset eval=PATH] [--dataset holdout=PATH] \\
+        --schema bikeshare|DIR|schema.pbtxt|s3://... [--policy drift_policy.yaml|s3://...] \\
+        [--baseline-statistics PATH|s3://...] [--training-statistics PATH] [--beam-args JSON] \\
+        [--s3-endpoint HOST:PORT] \\
         --statistics-out DIR --anomalies-out DIR --report-out FILE --summary-out FILE \\
         --anomalies-found-out FILE
 
@@ -33,6 +34,7 @@ in the ``TRAINING`` environment when the schema declares one.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -113,6 +115,52 @@ def _fetch_statistics(uri: str, s3_endpoint: str, s3_secure: bool, workdir: str)
         )
     except storage.StorageError as exc:
         raise ValidationInputError(f"baseline_statistics: {exc}") from exc
+
+
+def load_schema(
+    schema: str, policy: str | None, s3_endpoint: str = "", s3_secure: bool = False
+) -> schema_mod.VersionedSchema:
+    """The versioned schema (and drift policy) ``schema`` names: a bundled name, a path, or
+    an ``s3://`` URI of a schema folder (``schema.pbtxt`` with the ``reference_stats.pb``
+    and ``drift_policy.yaml`` beside it, each optional) or of a ``schema.pbtxt`` alone.
+    ``policy``, when given, is a path or an ``s3://`` URI of a drift policy YAML."""
+    from components.lib import storage
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local_schema, local_policy = schema, policy
+        if storage.is_remote(schema):
+            single = schema.rstrip("/").endswith(".pbtxt")
+            folder = os.path.join(tmp, "schema")
+            local_schema = os.path.join(folder, "schema.pbtxt") if single else folder
+            try:
+                storage.fetch(schema, local_schema, s3_endpoint, s3_secure, what="schema")
+            except storage.StorageError as exc:
+                raise schema_mod.SchemaError(str(exc)) from exc
+            if not os.path.exists(os.path.join(folder, "schema.pbtxt")):
+                raise schema_mod.SchemaError(
+                    f"schema {schema!r}: the folder holds no schema.pbtxt "
+                    f"(found: {', '.join(sorted(os.listdir(folder))) or 'nothing'})"
+                )
+        if policy and storage.is_remote(policy):
+            local_policy = os.path.join(tmp, policy_mod.POLICY_FILE)
+            try:
+                storage.fetch(policy, local_policy, s3_endpoint, s3_secure, what="drift_policy")
+            except storage.StorageError as exc:
+                raise policy_mod.PolicyError(str(exc)) from exc
+        versioned = schema_mod.load(local_schema, local_policy)
+        # Messages and reports name where the files came from, not the temporary copy.
+        policy_source = versioned.policy.source
+        if local_policy != policy:
+            policy_source = policy
+        elif policy_source.startswith(tmp):  # the policy beside a fetched schema
+            policy_source = f"{schema.rstrip('/')}/{policy_mod.POLICY_FILE}"
+        if local_schema != schema or policy_source != versioned.policy.source:
+            versioned = dataclasses.replace(
+                versioned,
+                source=schema if local_schema != schema else versioned.source,
+                policy=dataclasses.replace(versioned.policy, source=policy_source),
+            )
+    return versioned
 
 
 def load_baseline(
@@ -287,7 +335,7 @@ def validate(
 
     if not datasets:
         raise ValidationInputError("no dataset to validate")
-    versioned = schema_mod.load(schema, policy)
+    versioned = load_schema(schema, policy, s3_endpoint, s3_secure)
     timings: dict[str, float] = {}
     baseline = load_baseline(baseline_statistics, versioned, s3_endpoint, s3_secure)
     training = (
@@ -523,9 +571,15 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--dataset", action="append", type=_dataset_arg, required=True)
-    parser.add_argument("--schema", required=True, help="bundled schema name or schema.pbtxt path")
     parser.add_argument(
-        "--policy", default="", help="drift policy YAML; default: the one beside the schema"
+        "--schema",
+        required=True,
+        help="bundled schema name, schema folder or schema.pbtxt path, or s3:// URI of either",
+    )
+    parser.add_argument(
+        "--policy",
+        default="",
+        help="drift policy YAML (path or s3:// URI); default: the one beside the schema",
     )
     parser.add_argument(
         "--baseline-statistics",

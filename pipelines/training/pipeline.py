@@ -115,9 +115,11 @@ def training_pipeline(
         s3_endpoint: S3 / MinIO endpoint for ``s3://`` sources.
         s3_secure: Reach the endpoint over TLS (off: Kubeflow's in-cluster MinIO is plain HTTP).
         s3_credentials_secret: Kubernetes Secret with ``accesskey`` / ``secretkey`` for the endpoint.
-        schema: The versioned TFDV schema the data must meet (bundled name or path in the tfdv image).
-        drift_policy: The drift policy (warn / block levels per feature); empty: the one beside
-            the schema.
+        schema: The versioned TFDV schema the data must meet: a bundled name, or a schema
+            folder (``schema.pbtxt``, ``reference_stats.pb``, ``drift_policy.yaml``) or
+            ``schema.pbtxt`` as a path or ``s3://`` URI (examples/breast_cancer/).
+        drift_policy: The drift policy (warn / block levels per feature), a path or ``s3://``
+            URI; empty: the one beside the schema.
         baseline_statistics: Overrides the drift baseline: statistics the train split's drift is
             measured against, as a path or ``s3://`` URI (a validate_data ``statistics``
             folder). Empty (the default): the champion's training statistics, found in the
@@ -205,7 +207,7 @@ def training_pipeline(
         s3_secure=s3_secure,
     ).set_display_name("validate")
     _sized(validation, "validate")
-    # Optional: only an s3:// drift baseline needs the credentials.
+    # Optional: only an s3:// schema, policy or drift baseline needs the credentials.
     kubernetes.use_secret_as_env(
         validation,
         secret_name=s3_credentials_secret,
