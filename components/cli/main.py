@@ -13,8 +13,8 @@ import traceback
 from collections.abc import Sequence
 
 from components import __version__
-from components.cli import compile as compile_group
 from components.cli import cleanup, labels, monitor, registry, rollout, schedule, submit, upload
+from components.cli import compile as compile_group
 from components.cli.common import CliError
 from components.lib import logs
 
