@@ -361,3 +361,24 @@ def test_the_dockerfiles_end_as_a_numeric_non_root_user():
         assert not gid or (gid.isdigit() and int(gid) > 0), (
             f"images/{family}/Dockerfile: USER {users[-1]}"
         )
+
+
+def test_every_loopline_command_in_cloudbuild_parses_with_the_cli():
+    """The release steps call the CLI with flags its parser knows (substitutions as values)."""
+    import re
+    import shlex
+
+    from components.cli.main import build_parser
+
+    parser = build_parser()
+    build = yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())
+    seen = set()
+    for step in build["steps"]:
+        script = " ".join(a for a in step.get("args", []) if isinstance(a, str))
+        script = script.replace("\\\n", " ")
+        for match in re.finditer(r"(?:bin/loopline|-m components\.cli)\s+([^\n]+)", script):
+            line = re.sub(r"\$\{?\w+\}?", "X", match.group(1))
+            args = parser.parse_args(shlex.split(line))  # exits 2 on an unknown flag
+            assert getattr(args, "func", None), (step["id"], line)
+            seen.add(shlex.split(line)[0])
+    assert {"compile", "upload", "schedule", "submit"} <= seen
