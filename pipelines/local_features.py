@@ -41,7 +41,7 @@ def materialize_pipeline(snapshot_uri: str):
 class Materialized:
     store: Path  # materialize's feature_store output: the store itself (embedded target)
     feature_view_versions: dict  # {view: "<repository version>/<spec hash>"}
-    metadata: dict  # the feature_store artifact's metadata
+    record: dict  # materialize.json: rows, time range, materialized range, stores, versions
     run_dir: Path
 
 
@@ -53,8 +53,8 @@ def materialize(pipeline_root: str | Path, snapshot: str | Path) -> Materialized
     run_dir = local_run.latest_run(pipeline_root, PIPELINE_NAME)
     records = {(r.task, r.name): r for r in local_run.run_artifacts(run_dir)}
     store = records[("materialize", "feature_store")]
-    versions = json.loads(Path(store.uri, "materialize.json").read_text())["feature_views"]
-    return Materialized(Path(store.uri), versions, store.metadata, run_dir)
+    record = json.loads(Path(store.uri, "materialize.json").read_text())
+    return Materialized(Path(store.uri), record["feature_views"], record, run_dir)
 
 
 def entity_table(snapshot: str | Path, repo: str = "bikeshare"):
