@@ -129,11 +129,46 @@ def start_feature_server(
             raise RuntimeError(f"feast serve exited: {server.logs()[-2000:]}")
         try:
             if requests.get(f"{server.url}/health", timeout=2).status_code == 200:
-                progress(f"feast serve ready in {time.monotonic() - began:.1f} s at {server.url}")
-                return server
+                break
         except requests.ConnectionError:
             pass
         time.sleep(0.3)
-    logs = server.logs()
-    server.stop()
-    raise RuntimeError(f"feast serve did not answer in {timeout:.0f} s: {logs[-2000:]}")
+    else:
+        logs = server.logs()
+        server.stop()
+        raise RuntimeError(f"feast serve did not answer in {timeout:.0f} s: {logs[-2000:]}")
+    # Its first /get-online-features takes about 1 s here (later ones ~10 ms): more than the
+    # serving image's default --feature_server_timeout. Make it before handing the server over.
+    ready = time.monotonic() - began
+    try:
+        first = _first_lookup(server.url, timeout)
+    except Exception:
+        server.stop()
+        raise
+    progress(
+        f"feast serve ready in {ready:.1f} s at {server.url}; its first lookup took "
+        f"{first * 1000:.0f} ms"
+    )
+    return server
+
+
+def _first_lookup(url: str, timeout: float, repo: str = "bikeshare") -> float:
+    """Seconds of one ``/get-online-features`` call for the repository's entity, both views."""
+    import requests
+
+    from components.lib import featurestore
+
+    spec = featurestore.REPOS[repo]
+    features = [f"{spec.WEATHER_VIEW}:{f}" for f in spec.WEATHER_FEATURES]
+    features += [f"{spec.CALENDAR_VIEW}:{f}" for f in spec.CALENDAR_FEATURES]
+    body = {
+        "entities": {spec.ENTITY: [spec.CITY], spec.TIMESTAMP: [spec.EPOCH]},
+        "features": features,
+    }
+    began = time.monotonic()
+    answer = requests.post(f"{url}/get-online-features", json=body, timeout=timeout)
+    if answer.status_code != 200:
+        raise RuntimeError(
+            f"feast serve: /get-online-features HTTP {answer.status_code}: {answer.text}"
+        )
+    return time.monotonic() - began
