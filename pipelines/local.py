@@ -18,6 +18,7 @@ from pathlib import Path
 
 from kfp import local
 from kfp.local import docker_task_handler, logging_utils
+from kfp.local.orchestrator import orchestrator_utils
 
 # Quiet mode (see init_docker): where task logs go, and how many lines a failure shows.
 _QUIET: dict = {}
@@ -136,17 +137,57 @@ def _kfp_log_to_file():
         logger.setLevel(saved_level)
 
 
+def _dag_output_artifacts(cls, dag_outputs_spec, io_store) -> dict:
+    """A DAG's output artifacts, ``dsl.OneOf`` included: the one its branch that ran produced.
+
+    kfp 2.17.0's local orchestrator resolves ``dsl.OneOf`` for parameters only; for an
+    artifact it refuses any output with more than one selector ("Expected 1 artifact in
+    ArtifactSelectorSpec"), so no pipeline with an artifact ``OneOf`` runs locally, whichever
+    branch runs. The KFP backend (2.17.0, kubeflow/pipelines#13436) takes the selector whose
+    producer completed; this does the same: exactly one selector's producer must have the
+    output, else the run fails naming the output.
+    """
+    outputs = {}
+    for key, spec in dag_outputs_spec.artifacts.items():
+        found = []
+        for selector in spec.artifact_selectors:
+            try:
+                found.append(
+                    io_store.get_task_output(
+                        selector.producer_subtask, selector.output_artifact_key
+                    )
+                )
+            except (KeyError, ValueError):  # that branch did not run
+                continue
+        if len(found) != 1:
+            producers = [s.producer_subtask for s in spec.artifact_selectors]
+            raise ValueError(
+                f"DAG output artifact {key!r}: {len(found)} of its producers {producers} "
+                "produced it; expected exactly one (dsl.OneOf of mutually exclusive branches)"
+            )
+        outputs[key] = found[0]
+    return outputs
+
+
+def _resolve_artifact_oneof() -> None:
+    orchestrator_utils.OrchestratorUtils.get_dag_output_artifacts = classmethod(
+        _dag_output_artifacts
+    )
+
+
 def init_docker(
     pipeline_root: str | os.PathLike, quiet: bool = False, stream=None, **container_run_args
 ) -> Path:
     """``kfp.local.init`` with ``DockerRunner``; extra args go to ``docker run`` (e.g. network_mode).
 
-    Also makes DockerRunner report a failed task as failed (see :func:`_run_container`).
+    Also makes DockerRunner report a failed task as failed (see :func:`_run_container`) and
+    kfp.local resolve ``dsl.OneOf`` of artifacts (see :func:`_dag_output_artifacts`).
     ``quiet``: each task's output goes to a log file in the run folder, kfp.local's own
     lines to ``<pipeline root>/kfp-local.log``, and ``stream`` (stdout) gets one line per
     task; a failing task's last lines are shown with the path of its full log.
     """
     docker_task_handler.run_docker_container = _run_container
+    _resolve_artifact_oneof()
     root = prepare_pipeline_root(pipeline_root)
     _QUIET.clear()
     if quiet:
@@ -165,7 +206,9 @@ _KFP_HORIZONTAL_LINE = logging_utils.print_horizontal_line
 
 
 def init_subprocess(pipeline_root: str | os.PathLike) -> Path:
-    """``kfp.local.init`` with ``SubprocessRunner`` in the current interpreter (fast tests)."""
+    """``kfp.local.init`` with ``SubprocessRunner`` in the current interpreter (fast tests);
+    ``dsl.OneOf`` of artifacts resolved as with :func:`init_docker`."""
+    _resolve_artifact_oneof()
     root = prepare_pipeline_root(pipeline_root)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
     return root

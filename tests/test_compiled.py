@@ -28,7 +28,9 @@ def test_committed_yaml_loads_with_kfp_loader(rel):
 
 def _images_in(text: str) -> set[str]:
     spec = next(yaml.safe_load_all(text))
-    return {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+    # Importers (the training pipeline's feature store) run no image of ours.
+    executors = spec["deploymentSpec"]["executors"].values()
+    return {e["container"]["image"] for e in executors if "container" in e}
 
 
 def _make_variables(*names: str) -> list[str]:
@@ -46,15 +48,20 @@ def _make_variables(*names: str) -> list[str]:
 
 def test_yaml_names_versioned_images_and_registry_is_a_compile_option():
     text = compile_mod.compile_one(TARGETS["pipelines/training/pipeline.yaml"])
-    assert _images_in(text) == {_images.PIPELINE_IMAGE, _images.TFDV_IMAGE, _images.TUNER_IMAGE}
+    assert _images_in(text) == {
+        _images.PIPELINE_IMAGE,
+        _images.TFDV_IMAGE,
+        _images.TUNER_IMAGE,
+        _images.FEATURES_IMAGE,  # feature_join, when the examples come from the feature store
+    }
     # The committed YAML names exactly the images `make images` tags (the Makefile reads the
     # version from components/_version.py with sed, not through Python).
     registry, version, families = _make_variables("REGISTRY", "VERSION", "IMAGES")
     assert version and registry
     assert sorted(families.split()) == sorted(_images.FAMILIES + _images.SERVICES)
-    # The training pipeline runs in every task family but the features image (materialize is
-    # not wired into it yet); every family is named by some committed YAML.
-    in_training = [f for f in _images.FAMILIES if f != "features"]
+    # The training pipeline runs in every task family (the features image: feature_join, with
+    # feature_store_uri); every family is named by some committed YAML.
+    in_training = list(_images.FAMILIES)
     committed = (compile_mod.ROOT / "pipelines/training/pipeline.yaml").read_text()
     assert _images_in(committed) == {
         f"{registry}/{f}:{version}" for f in families.split() if f in in_training

@@ -85,6 +85,8 @@ def test_tasks_that_read_the_registry_or_the_capture_are_never_cached():
 def test_every_task_requests_cpu_and_memory_and_limits_memory():
     executors = SPEC["deploymentSpec"]["executors"]
     for name, executor in executors.items():
+        if "importer" in executor:  # the nested training's feature store: no container
+            continue
         resources = executor["container"].get("resources", {})
         assert resources.get("cpuRequest") and resources.get("memoryRequest"), name
         assert resources.get("memoryLimit"), name

@@ -430,3 +430,20 @@ def test_the_redis_script_and_probe_work_with_a_real_redis_server(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_the_serving_runtimes_feature_server_url_names_the_service_and_its_port():
+    # The ServingRuntime's optional --feature_server_url (a comment to uncomment, or an
+    # InferenceService's args) must reach the feature server that the overlay deploys beside it.
+    runtime = (ROOT / "manifests" / "serving" / "servingruntime.yaml").read_text()
+    [url] = re.findall(r"#\s*- --feature_server_url=(\S+)", runtime)
+    host, port = re.fullmatch(r"http://([a-z0-9-]+):(\d+)", url).groups()
+    docs = render(KUBEFLOW_USER)
+    objects, _, server = _objects(docs)
+    service = objects[("Service", host)]
+    assert int(port) in [p["port"] for p in service["spec"]["ports"]]
+    assert matches({"matchLabels": service["spec"]["selector"]}, _labels(server))
+    # ...and the feature server's NetworkPolicy admits a KServe predictor on that port.
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    [policy] = [p for p in policies if matches(p["spec"]["podSelector"], _labels(server))]
+    assert admitted(policy, PREDICTOR, int(port))

@@ -44,15 +44,31 @@ def _tasks() -> dict[str, dict]:
     }
 
 
+def _ingest_wiring(task: str) -> dict[str, str]:
+    """An ingest task's inputs -> the pipeline parameters they are wired to (the task sits in
+    a condition branch, where KFP names a parameter ``pipelinechannel--<name>``)."""
+    wiring = _tasks()[task]["inputs"]["parameters"]
+    return {
+        param: ref["componentInputParameter"].removeprefix("pipelinechannel--")
+        for param, ref in wiring.items()
+    }
+
+
 def _ingest_arguments(**overrides) -> dict:
     """The arguments the pipeline gives ingest: its wiring, the pipeline defaults, overrides."""
-    wiring = SPEC["root"]["dag"]["tasks"]["ingest"]["inputs"]["parameters"]
     run_args = {**DEFAULTS, **overrides}
     return {
-        param: run_args[ref["componentInputParameter"]]
-        for param, ref in wiring.items()
-        if ref["componentInputParameter"] in run_args
+        param: run_args[name]
+        for param, name in _ingest_wiring("ingest").items()
+        if name in run_args
     }
+
+
+def test_both_ingest_tasks_get_the_same_parameters():
+    # "ingest" reads the snapshot (feature_store_uri empty), "ingest-2" the entity / label
+    # table whose features feature_join then fetches: one set of data parameters for both.
+    assert _ingest_wiring("ingest") == _ingest_wiring("ingest-2")
+    assert _ingest_wiring("ingest")["source_uri"] == "source_uri"
 
 
 def _run_ingest(folder: Path, **overrides) -> dict[str, dsl.Dataset]:
@@ -199,7 +215,16 @@ def test_hash_split_with_defaults_otherwise_works(bikeshare_csv, tmp_path):
 
 # Tasks that read something mutable by name (a snapshot URI, the registry, the cluster):
 # never cached.
-NEVER_CACHED = ["find-champion", "ingest", "register", "register-2", "push", "rollout", "settle"]
+NEVER_CACHED = [
+    "find-champion",
+    "ingest",
+    "ingest-2",
+    "register",
+    "register-2",
+    "push",
+    "rollout",
+    "settle",
+]
 
 
 def test_tasks_that_read_mutable_state_are_never_cached_and_the_rest_are():
@@ -217,6 +242,12 @@ def test_tasks_that_read_mutable_state_are_never_cached_and_the_rest_are():
         "train",
         "evaluate",
         "decision-relay",
+        # The feature store branch: the importer of materialize's output, and the joins, keyed
+        # on the entity splits that a fresh ingest run replaces.
+        "importer",
+        "feature-join",
+        "feature-join-2",
+        "feature-join-3",
     }
 
 
@@ -225,8 +256,9 @@ def test_every_task_requests_cpu_and_memory_and_limits_memory():
     tasks = _tasks()
     container_executors = {
         SPEC["components"][t["componentRef"]["name"]]["executorLabel"] for t in tasks.values()
-    }
-    assert container_executors == set(executors)  # every executor belongs to a task
+    } - {"exec-importer"}  # the importer runs no container of ours
+    assert container_executors == {k for k, e in executors.items() if "container" in e}
+    assert set(executors) - container_executors == {"exec-importer"}
     for label in container_executors:
         resources = executors[label]["container"].get("resources", {})
         for key in ("resourceCpuRequest", "resourceMemoryRequest", "resourceMemoryLimit"):
@@ -236,7 +268,7 @@ def test_every_task_requests_cpu_and_memory_and_limits_memory():
     validate = executors["exec-validate-data"]["container"]["resources"]
     assert validate["resourceMemoryRequest"] == "2Gi"
     assert validate["memoryRequest"] == max(
-        executors[label]["container"]["resources"]["memoryRequest"] for label in executors
+        executors[label]["container"]["resources"]["memoryRequest"] for label in container_executors
     )
 
 

@@ -26,9 +26,13 @@ from datetime import UTC, datetime, timedelta
 RESERVED = ("request_id", "received_at", "event_time", "model_name", "model_version", "prediction")
 # The columns of a labels file.
 LABEL_COLUMNS = ("request_id", "label", "labeled_at")
+# The entity a request named when the serving image fetched its inputs from the feature
+# store (``--feature_server_url``): captured beside the row, not a model input. The feature
+# repositories' entity keys (components/lib/feature_repos; a test keeps the two equal).
+ENTITY_COLUMNS = ("city",)
 # Columns a joined window may carry that are not model inputs (validate_data drops them
 # before statistics in the serving environment).
-NOT_INPUTS = RESERVED + ("label", "labeled_at")
+NOT_INPUTS = RESERVED + ("label", "labeled_at") + ENTITY_COLUMNS
 # The labels live below the capture prefix, in this folder.
 LABELS_FOLDER = "labels"
 

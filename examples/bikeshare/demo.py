@@ -5,10 +5,16 @@ real S3 API endpoint on loopback, moto's server), and the pipelines read it thro
 same ``s3://`` path and MinIO client; a real MLflow tracking server (sqlite store,
 artifacts on that endpoint) is the model registry.
 
-1. The training pipeline trains version 1 on January to June 2011 (no champion yet: it
-   passes the evaluation gate's thresholds and becomes production).
+1. The year's weather goes into the feature store (``materialize`` in the features image:
+   Parquet offline store, SQLite online store), and the training pipeline trains version 1
+   on January to June 2011 from the store: its examples are an entity / label table (city,
+   time, counts) whose features Feast's point-in-time join fetches (``feature_join``), then
+   validated and gated like any batch; the feature views' versions are in its lineage (no
+   champion yet: it passes the evaluation gate's thresholds and becomes production).
 2. The serving image serves it (the ServingRuntime's arguments, verified against the
-   registry) and captures every request to the object store.
+   registry) and captures every request to the object store; with Feast's feature server
+   (``feast serve`` in the features image) behind it, a request that names only the city and
+   the time gets the same prediction as one that carries every feature.
 3. Window by window, served traffic is replayed through the serving container with each
    row's own event time (the training period January to April, then July, then August),
    labels (the real counts) arrive for July and August (``loopline labels``' library), and
@@ -46,12 +52,15 @@ from pathlib import Path
 from components import _images
 from components.lib import logs
 from pipelines import local as local_run
-from pipelines import local_mlflow, local_s3
+from pipelines import local_features, local_mlflow, local_s3
 from pipelines.training.pipeline import training_pipeline
 
 HERE = Path(__file__).resolve().parent
 SNAPSHOT = HERE / "bikeshare.csv"
 BUCKET, KEY = "loopline-demo", "snapshots/bikeshare/2011.csv"
+# Version 1's examples: the snapshot's hours as an entity / label table (city, event_timestamp,
+# casual, registered, bikers); every feature comes from the feature store.
+EXAMPLES_KEY = "examples/bikeshare/2011.parquet"
 # Credentials of the throwaway loopback endpoint; on a cluster they come from a Secret.
 DEMO_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "loopline-demo",
@@ -59,16 +68,40 @@ DEMO_CREDENTIALS = {
 }
 
 
-def start_object_store():
-    """Starts an S3 endpoint on loopback and uploads the snapshot; returns the running store."""
+def start_object_store(root: Path):
+    """Starts an S3 endpoint on loopback and uploads the snapshot and the entity / label table
+    of its hours; returns the running store."""
     store = local_s3.start(DEMO_CREDENTIALS)
     client = store.client()
     client.make_bucket(BUCKET)
     client.fput_object(BUCKET, KEY, str(SNAPSHOT), content_type="text/csv")
+    examples = root / "bikeshare-2011-examples.parquet"
+    local_features.entity_table(SNAPSHOT).to_parquet(examples)
+    client.fput_object(BUCKET, EXAMPLES_KEY, str(examples))
     print(
-        f"demo: object store at {store.endpoint}; uploaded {SNAPSHOT.name} to s3://{BUCKET}/{KEY}"
+        f"demo: object store at {store.endpoint}; uploaded {SNAPSHOT.name} to s3://{BUCKET}/{KEY} "
+        f"and its hours as an entity / label table to s3://{BUCKET}/{EXAMPLES_KEY}"
     )
     return store
+
+
+def materialize_weather(root: Path) -> local_features.Materialized:
+    """The snapshot's weather into the embedded feature store (materialize, features image)."""
+    weather = root / "weather" / SNAPSHOT.name  # DockerRunner mounts only the pipeline root
+    weather.parent.mkdir(exist_ok=True)
+    shutil.copy(SNAPSHOT, weather)
+    print("\ndemo: the year's weather into the feature store; tasks:")
+    began = time.monotonic()
+    done = local_features.materialize(root, weather)
+    record = done.record
+    print(
+        f"demo:   {record['rows']} hourly weather observations ({record['first_time']} .. "
+        f"{record['last_time']}), views "
+        + ", ".join(f"{k} {v}" for k, v in sorted(done.feature_view_versions.items()))
+        + f"; the online store holds the latest, {record['materialized'][-1]} "
+        f"({time.monotonic() - began:.1f} s); store {done.store}"
+    )
+    return done
 
 
 def describe(meta: dict) -> str:
@@ -78,6 +111,13 @@ def describe(meta: dict) -> str:
         return (
             f"{meta['model_type']} {meta['task']}, eval {scores}; sha256 {meta['sha256'][:16]}, "
             f"data {meta['data_sha256'][:12]}, schema {meta['schema_version']}, transform {meta['transform_version']}"
+        )
+    if "feature_view_versions" in meta and "repository_version" in meta:
+        missing = sum(int(v) for v in meta.get("missing", {}).values())
+        return (
+            f"{int(meta['rows'])} examples joined from the feature store "
+            f"({meta['repository_version']}), {missing} weather values missing; "
+            f"sha256 {meta['sha256'][:16]}"
         )
     if "transform_version" in meta:
         return (
@@ -135,7 +175,7 @@ def print_artifacts(run_dir: Path) -> None:
 
 # The two runs: the first model has no champion (judged on thresholds alone, it becomes
 # production); the second, trained on more of the year, is judged against it.
-RUNS = [("January to June", "1", "182")]
+RUNS = [("January to June", "2011-01-01T00:00:00Z", "2011-07-01T00:00:00Z")]
 MODEL_NAME = "bikeshare"
 
 
@@ -166,8 +206,19 @@ def registry_state(tracking_uri: str) -> list[str]:
         f"  {v.name} version {v.version}: {v.state}"
         + (" (champion)" if "champion" in v.aliases else "")
         + f", data {str(v.lineage.get('data_sha256', ''))[:12]}, run {v.lineage.get('pipeline_run_id', '')}"
+        + _views(v.lineage)
         for v in registry.versions(MODEL_NAME)
     ]
+
+
+def _views(lineage: dict) -> str:
+    """The feature views a version's rows were joined with (lineage), or nothing."""
+    views = json.loads(lineage.get("feature_view_versions") or "{}")
+    return (
+        ", feature views " + ", ".join(f"{k} {v}" for k, v in sorted(views.items()))
+        if views
+        else ""
+    )
 
 
 def print_judgement(run_dir: Path, tracking_uri: str) -> None:
@@ -226,15 +277,17 @@ def _metric(text: str, name: str) -> float:
 
 
 def serve_and_monitor(
-    tracking_uri: str, artifacts_destination: str, store, root: Path, timeline
+    tracking_uri: str, artifacts_destination: str, store, root: Path, timeline, feature_store: Path
 ) -> None:
     """The champion in the serving image, as KServe would run it, with real requests; then the
     loop's second half, window by window.
 
     The container gets the ServingRuntime's arguments plus the version and the registry to
-    verify it against; it fetches the version from the object store, checks its manifest
-    against the registry's record, and captures every request to ``CAPTURE``. The demo sends
-    it one bad request, then replays each of :data:`WINDOWS` as one-row V2 requests with
+    verify it against, and Feast's feature server on ``feature_store`` (``feast serve`` in
+    the features image) as ``--feature_server_url``; it fetches the version from the object
+    store, checks its manifest against the registry's record, and captures every request to
+    ``CAPTURE``. The demo sends it a request that names only the city and the time and the
+    same hour's full request (one prediction), one bad request, then replays each of :data:`WINDOWS` as one-row V2 requests with
     their event times, waits until the capture holds them, writes the window's labels
     (``loopline labels``' library) when they have arrived, and runs the continuous-training
     pipeline on the window: read the capture -> validate (serving environment) ->
@@ -256,15 +309,22 @@ def serve_and_monitor(
         return
     uri = local_serving.model_uri(champion.source, artifacts_destination)
     print(f"\ndemo: serving the champion, {MODEL_NAME} version {champion.version}, from {uri}")
+    features = local_features.start_feature_server(
+        feature_store, progress=lambda line: print(f"demo:   {line} (the features image)")
+    )
     began = time.monotonic()
-    server = local_serving.start(
-        MODEL_NAME,
-        [f"--model_dir={uri}", f"--registry_uri={tracking_uri}",
-         f"--model_version={champion.version}", f"--capture_uri={CAPTURE}",
-         "--capture_flush_seconds=1"],
-        {"S3_ENDPOINT": store.endpoint, **DEMO_CREDENTIALS},
-        progress=lambda line: print(f"demo:   {line}"),
-    )  # fmt: skip
+    try:
+        server = local_serving.start(
+            MODEL_NAME,
+            [f"--model_dir={uri}", f"--registry_uri={tracking_uri}",
+             f"--model_version={champion.version}", f"--capture_uri={CAPTURE}",
+             "--capture_flush_seconds=1", f"--feature_server_url={features.url}"],
+            {"S3_ENDPOINT": store.endpoint, **DEMO_CREDENTIALS},
+            progress=lambda line: print(f"demo:   {line}"),
+        )  # fmt: skip
+    except BaseException:
+        features.stop()
+        raise
     try:
         ready_line = next(
             (ln for ln in server.logs().splitlines() if "ready in" in ln), "ready"
@@ -284,7 +344,7 @@ def serve_and_monitor(
         print(
             f"demo:   a bad request (hr = 31): HTTP {answer.status_code} {answer.json()['error']}"
         )
-        sent = 0
+        sent = lookup_and_compare(session, server.url, data, meta, timeline)
         bucket, prefix = CAPTURE[len("s3://") :].split("/", 1)
         client = store.client()
         for number, (label, start, end, labelled) in enumerate(WINDOWS, 1):
@@ -339,6 +399,58 @@ def serve_and_monitor(
                 timeline.append(decided["retrained"])
     finally:
         server.stop()
+        features.stop()
+
+
+# The online store holds each entity's latest observation (2011-12-31 23:00): a lookup is
+# answerable within the weather view's TTL after it.
+LOOKUP_TIME = "2011-12-31T23:30:00Z"
+
+
+def lookup_and_compare(session, url: str, data, meta: list[dict], timeline) -> int:
+    """A request naming only the city and the time, and the full request of the same hour;
+    prints both predictions (they must be equal) and returns the requests captured (2)."""
+    import pandas as pd
+
+    when = pd.Timestamp(LOOKUP_TIME)
+    day = (when.normalize() - pd.Timestamp("2011-01-01", tz="UTC")).days + 1
+    (index,) = data.index[(data["day"] == day) & (data["hr"] == when.hour)]
+    lookup = {
+        "id": "demo-lookup",
+        "inputs": [
+            {"name": "city", "shape": [1], "datatype": "BYTES", "data": ["washington_dc"]},
+            {"name": "event_time", "shape": [1], "datatype": "BYTES", "data": [LOOKUP_TIME]},
+        ],
+    }
+    answers = {}
+    for kind, body in (
+        ("lookup", lookup),
+        ("full", v2_request(data.loc[index], meta, "demo-full")),
+    ):
+        t0 = time.perf_counter()
+        answer = session.post(f"{url}/v2/models/{MODEL_NAME}/infer", json=body, timeout=10)
+        if answer.status_code != 200:
+            raise RuntimeError(f"the {kind} request: HTTP {answer.status_code} {answer.text}")
+        answers[kind] = (answer.json()["outputs"][0]["data"][0], time.perf_counter() - t0)
+    (fetched, fetched_s), (full, full_s) = answers["lookup"], answers["full"]
+    print(
+        f'demo:   {{"city": "washington_dc", "event_time": "{LOOKUP_TIME}"}} and nothing else: '
+        f"the model server fetched the weather (as of 23:00, within the 3 h TTL) and the "
+        f"calendar from Feast's feature server: prediction {fetched:.2f} bikers "
+        f"({fetched_s * 1000:.0f} ms)"
+    )
+    print(
+        f"demo:   the same hour with all {len(meta)} features in the request (day {day}, hr "
+        f"{when.hour}): prediction {full:.2f} ({full_s * 1000:.0f} ms): "
+        + ("EQUAL" if fetched == full else "DIFFERENT")
+    )
+    if fetched != full:
+        raise RuntimeError(f"the lookup's prediction {fetched} differs from the full {full}")
+    timeline.append(
+        f"a request naming only the city and {LOOKUP_TIME} predicted from the online store: "
+        f"{fetched:.2f}, equal to the full request's"
+    )
+    return 2
 
 
 def run_monitoring(tracking_uri: str, store, root: Path, start: str, end: str) -> dict | None:
@@ -618,7 +730,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     timeline = Timeline(started)
     root = local_run.prepare_pipeline_root(args.pipeline_root)
-    store = start_object_store()
+    store = start_object_store(root)
     server = None
     try:
         server = start_registry(root, store)
@@ -626,17 +738,23 @@ def main(argv: list[str] | None = None) -> int:
             root, quiet=not args.verbose, network_mode="host", environment=DEMO_CREDENTIALS
         )
         print(f"demo: kfp.local DockerRunner, image {_images.PIPELINE_IMAGE}, pipeline root {root}")
+        try:
+            features = materialize_weather(root)
+        except RuntimeError as exc:
+            print(f"demo: FAILED materializing the feature store: {exc}")
+            return 1
         for number, (label, start, end) in enumerate(RUNS, 1):
             print(
-                f"\ndemo: run {number} of {len(RUNS)}: training on {label} 2011 "
-                f"(window day in [{start}, {end})); tasks:"
+                f"\ndemo: run {number} of {len(RUNS)}: training on {label} 2011 from the feature "
+                f"store (examples: event_timestamp in [{start}, {end})); tasks:"
             )
             try:
                 training_pipeline(
-                    source_uri=f"s3://{BUCKET}/{KEY}",
+                    source_uri=f"s3://{BUCKET}/{EXAMPLES_KEY}",
+                    feature_store_uri=str(features.store),
                     s3_endpoint=store.endpoint,
                     s3_secure=False,
-                    time_column="day",
+                    time_column="event_timestamp",
                     window_start=start,
                     window_end=end,
                     model_name=MODEL_NAME,
@@ -654,9 +772,14 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             print_judgement(local_run.latest_run(root, "loopline-training"), server.url)
         run_dir = local_run.latest_run(root, "loopline-training")
-        timeline.append("version 1 trained on January-June 2011 and promoted (the first version)")
+        timeline.append(
+            "version 1 trained on January-June 2011 from the feature store (point-in-time join) "
+            "and promoted (the first version)"
+        )
         try:
-            serve_and_monitor(server.url, server.artifacts_destination, store, root, timeline)
+            serve_and_monitor(
+                server.url, server.artifacts_destination, store, root, timeline, features.store
+            )
         except RuntimeError as exc:
             print(f"demo: FAILED serving or monitoring the champion: {exc}")
             return 1

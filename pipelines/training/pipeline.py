@@ -1,6 +1,9 @@
 """The training pipeline: ingest -> validate (TFDV) -> data gate -> transform -> tune -> train
 -> evaluate -> register, and for a promoted version push -> rollout on KServe (the exit
-handler settles the rollout whatever happens to the run).
+handler settles the rollout whatever happens to the run). With ``feature_store_uri`` the
+examples' features come from the feature store: ingest splits the entity / label table and
+feature_join (Feast's point-in-time join) builds each split, which then goes through the same
+validation and data gate.
 
 Compiled to ``pipeline.yaml`` beside this file by ``make compile``.
 """
@@ -9,6 +12,7 @@ from kfp import dsl, kubernetes
 
 from components.data_gate.component import data_gate
 from components.evaluate.component import decision_relay, evaluate
+from components.feature_join.component import feature_join
 from components.find_champion.component import find_champion
 from components.ingest.component import ingest
 from components.lib.storage import S3_SECRET_KEYS
@@ -29,6 +33,8 @@ from components.validate_data.component import validate_data
 # No CPU limits: a task may use idle cores; memory limits stop a runaway task, not the node.
 RESOURCES = {
     "ingest": ("500m", "1Gi", "4Gi"),
+    # Feast's import and DuckDB's join: 0.4 GiB for a Bikeshare split.
+    "feature-join": ("500m", "1Gi", "2Gi"),
     "validate": ("1", "2Gi", "4Gi"),
     "data-gate": ("100m", "256Mi", "512Mi"),
     "transform": ("500m", "512Mi", "2Gi"),
@@ -47,9 +53,29 @@ RESOURCES = {
 }
 
 
+SPLITS = ("train", "eval_data", "holdout")
+
+
 def _sized(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
     cpu, memory, memory_limit = RESOURCES[name]
     return task.set_cpu_request(cpu).set_memory_request(memory).set_memory_limit(memory_limit)
+
+
+def _ingest(args: dict, s3_credentials_secret: str, display_name: str) -> dsl.PipelineTask:
+    """An ingest task: checks every data parameter, then reads and splits the source."""
+    task = ingest(**args).set_display_name(display_name)
+    # The URI names where the snapshot is, not what it holds: a new snapshot at the same URI
+    # must be read again. Later tasks stay cacheable: KFP keys them on their input
+    # artifacts' ids, which a fresh ingest run replaces (README, "On a cluster").
+    _sized(task.set_caching_options(False), "ingest")
+    # Optional: a run that reads a local or file:// snapshot needs no Secret.
+    kubernetes.use_secret_as_env(
+        task,
+        secret_name=s3_credentials_secret,
+        secret_key_to_env=S3_SECRET_KEYS,
+        optional=True,
+    )
+    return task
 
 
 @dsl.pipeline(
@@ -58,7 +84,8 @@ def _sized(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
     "with TFDV (schema anomalies, and drift above the policy's block level, stop the batch here), fit the "
     "transform on train, tune (Optuna in the pipeline, or a Katib Experiment), train the model with lineage, "
     "evaluate it against the champion, register it, and roll a promoted version out on KServe (canary "
-    "judged by Prometheus gates; serving_target none stops after register).",
+    "judged by Prometheus gates; serving_target none stops after register). With feature_store_uri, the "
+    "examples' features come from the Feast feature store by point-in-time join (feature_join).",
 )
 def training_pipeline(
     source_uri: str,
@@ -93,6 +120,7 @@ def training_pipeline(
     models_bucket: str = "loopline-models",
     prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090",
     rollout_policy: str = "canary",
+    feature_store_uri: str = "",
 ):
     """Trains a Loopline model from a data snapshot.
 
@@ -157,6 +185,15 @@ def training_pipeline(
         rollout_policy: The rollout policy: a bundled name (``canary``: steps 10, 25, 50,
             100%, error rate / p99 latency / prediction divergence gates), a path in the
             image, or JSON / YAML text (components/rollout/README.md).
+        feature_store_uri: Empty (the default): the examples are ``source_uri``'s rows as
+            they are. Else the URI of a materialize run's ``feature_store`` output: then
+            ``source_uri`` is an entity / label table (``city``, ``event_timestamp``,
+            ``bikers`` [, ``casual``, ``registered``]; its time column for the split and the
+            window is ``event_timestamp``) or a Bikeshare snapshot (``day``, ``hr``, labels;
+            its other columns are dropped), and each split's features come from the store as
+            of each example's time (feature_join). The feature views' versions become part
+            of the model's lineage. Needs KFP backend 2.17.0 or later (``dsl.OneOf`` of
+            artifacts, kubeflow/pipelines#13436).
     """
     # The champion (the registry's production version): the drift baseline and the model the
     # challenger must beat. An explicit baseline_statistics overrides the champion's.
@@ -167,7 +204,7 @@ def training_pipeline(
     ).set_display_name("find-champion")
     # The registry changes between runs: never answer from the cache.
     _sized(champion.set_caching_options(False), "find-champion")
-    ingest_task = ingest(
+    ingest_args = dict(
         source_uri=source_uri,
         split_method=split_method,
         time_column=time_column,
@@ -180,24 +217,45 @@ def training_pipeline(
         file_format=file_format,
         s3_endpoint=s3_endpoint,
         s3_secure=s3_secure,
-    ).set_display_name("ingest")
-    # The URI names where the snapshot is, not what it holds: a new snapshot at the same URI
-    # must be read again. Later tasks stay cacheable: KFP keys them on their input
-    # artifacts' ids, which a fresh ingest run replaces (README, "On a cluster").
-    _sized(ingest_task.set_caching_options(False), "ingest")
-    # Optional: a run that reads a local or file:// snapshot needs no Secret.
-    kubernetes.use_secret_as_env(
-        ingest_task,
-        secret_name=s3_credentials_secret,
-        secret_key_to_env=S3_SECRET_KEYS,
-        optional=True,
     )
+    # The examples: a snapshot's rows as they are, or an entity / label table's examples with
+    # their features joined from the feature store as of each example's time. Each branch has
+    # its own ingest, so a flat run starts nothing more than before; dsl.OneOf hands later
+    # tasks whichever splits were made. The flat branch is the OneOf's last producer: a KFP
+    # backend before 2.17.0 always takes the last (kubeflow/pipelines#13436), so flat runs
+    # work there too.
+    with dsl.If(feature_store_uri == "", name="examples-from-the-snapshot"):
+        flat = _ingest(ingest_args, s3_credentials_secret, "ingest")
+    with dsl.Else(name="examples-from-the-feature-store"):
+        entities = _ingest(ingest_args, s3_credentials_secret, "ingest (entity table)")
+        store = dsl.importer(
+            artifact_uri=feature_store_uri, artifact_class=dsl.Artifact, reimport=False
+        ).set_display_name("feature store")
+        joined = {}
+        for split in SPLITS:
+            joined[split] = feature_join(
+                examples=entities.outputs[split],
+                feature_store=store.output,
+                s3_endpoint=s3_endpoint,
+                s3_secure=s3_secure,
+            ).set_display_name(f"feature-join ({split})")
+            _sized(joined[split], "feature-join")
+            # Optional: only the cluster target's store is read from the object store.
+            kubernetes.use_secret_as_env(
+                joined[split],
+                secret_name=s3_credentials_secret,
+                secret_key_to_env=S3_SECRET_KEYS,
+                optional=True,
+            )
+    examples = {
+        split: dsl.OneOf(joined[split].outputs["joined"], flat.outputs[split]) for split in SPLITS
+    }
     # Every split a later step reads is validated: a defect only in the newest rows lands
     # in the holdout, which decides whether a model reaches production.
     validation = validate_data(
-        data=ingest_task.outputs["train"],
-        eval_data=ingest_task.outputs["eval_data"],
-        holdout_data=ingest_task.outputs["holdout"],
+        data=examples["train"],
+        eval_data=examples["eval_data"],
+        holdout_data=examples["holdout"],
         data_name="train",
         schema=schema,
         drift_policy=drift_policy,
@@ -221,15 +279,15 @@ def training_pipeline(
     _sized(gate, "data-gate")
     # Nothing below runs unless the gate passed.
     fitted = (
-        transform(train=ingest_task.outputs["train"], feature_spec=feature_spec)
+        transform(train=examples["train"], feature_spec=feature_spec)
         .after(gate)
         .set_display_name("transform")
     )
     _sized(fitted, "transform")
     with dsl.If(tuning_backend == "katib", name="tune-on-katib"):
         on_katib = tune_katib(
-            train_data=ingest_task.outputs["train"],
-            eval_data=ingest_task.outputs["eval_data"],
+            train_data=examples["train"],
+            eval_data=examples["eval_data"],
             transformer=fitted.outputs["transformer"],
             search_space=search_space,
             experiment_name="loopline-tune",
@@ -243,8 +301,8 @@ def training_pipeline(
         _sized(on_katib, "tune-katib")
     with dsl.Else(name="tune-with-optuna"):
         with_optuna = tune(
-            train_data=ingest_task.outputs["train"],
-            eval_data=ingest_task.outputs["eval_data"],
+            train_data=examples["train"],
+            eval_data=examples["eval_data"],
             transformer=fitted.outputs["transformer"],
             search_space=search_space,
             seed=seed,
@@ -252,8 +310,8 @@ def training_pipeline(
         _sized(with_optuna, "tune")
     best_params = dsl.OneOf(on_katib.outputs["best_params"], with_optuna.outputs["Output"])
     trained = train(
-        train_data=ingest_task.outputs["train"],
-        eval_data=ingest_task.outputs["eval_data"],
+        train_data=examples["train"],
+        eval_data=examples["eval_data"],
         transformer=fitted.outputs["transformer"],
         statistics=validation.outputs["statistics"],
         params=best_params,
@@ -263,8 +321,8 @@ def training_pipeline(
     _sized(trained, "train")
     judged = evaluate(
         model=trained.outputs["model"],
-        holdout=ingest_task.outputs["holdout"],
-        eval_data=ingest_task.outputs["eval_data"],
+        holdout=examples["holdout"],
+        eval_data=examples["eval_data"],
         champion=champion.outputs["champion"],
         config=evaluation_config,
     ).set_display_name("evaluate")
@@ -274,7 +332,7 @@ def training_pipeline(
     _sized(relay, "decision")
     registered = dict(
         model=trained.outputs["model"],
-        holdout=ingest_task.outputs["holdout"],
+        holdout=examples["holdout"],
         evaluation=judged.outputs["evaluation"],
         statistics=validation.outputs["statistics"],
         model_name=model_name,

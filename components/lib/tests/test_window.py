@@ -236,3 +236,13 @@ def test_string_labels_stay_strings(captured):
     window.write_labels(captured, "window-test", "other/labels", "classes", frame)
     labels = window.read_labels(captured, "window-test", "other/labels", "classes")
     assert list(labels["label"]) == ["high", "low"]
+
+
+def test_the_captured_entity_columns_are_the_feature_repositories_entity_keys():
+    # What the serving image captures beside a row fetched from the feature store: every
+    # repository's entity key, which validate_data then leaves out of the serving statistics.
+    from components.lib import featurestore
+
+    keys = {spec.ENTITY for spec in featurestore.REPOS.values()}
+    assert set(layout.ENTITY_COLUMNS) == keys
+    assert keys <= set(layout.NOT_INPUTS) and not keys & set(layout.RESERVED)

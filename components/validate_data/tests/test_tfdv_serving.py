@@ -78,6 +78,18 @@ def january_statistics(tmp_path_factory) -> str:
     return str(out / "statistics")
 
 
+def test_the_entity_of_feature_store_lookups_is_a_capture_column_not_a_new_feature(tmp_path):
+    # The serving image captures `city` beside the rows it fetched from the feature store
+    # (null for full requests): not a model input, so not the schema's business.
+    rows = _rows("Jan")
+    city = ["washington_dc" if i % 3 == 0 else None for i in range(len(rows))]
+    window = _window(rows, tmp_path / "window.parquet", city=city)
+    result = executor.validate({"serving": window}, "bikeshare")
+    assert [f for f in result.findings if f.level == "block"] == []
+    assert not result.anomalies_found
+    assert result.capture_columns == [*capture_layout.RESERVED, "city"]
+
+
 def test_a_clean_july_window_passes_with_its_large_drift_reported_not_blocking(
     january_statistics, tmp_path
 ):
