@@ -16,6 +16,7 @@ from components.find_champion.component import find_champion
 from components.lib.storage import S3_SECRET_KEYS
 from components.read_window.component import read_window
 from components.validate_data.component import validate_data
+from pipelines import resilience
 from pipelines.training.pipeline import training_pipeline
 
 # What each monitoring task requests (CPU, memory) and its memory limit; the nested training
@@ -33,6 +34,7 @@ RESOURCES = {
 
 def _sized(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
     cpu, memory, memory_limit = RESOURCES[name]
+    resilience.apply(task, name)  # retries and a deadline for the tasks that touch the network
     return task.set_cpu_request(cpu).set_memory_request(memory).set_memory_limit(memory_limit)
 
 

@@ -24,6 +24,7 @@ from components.transform.component import transform
 from components.tune.component import tune
 from components.tune.katib_component import tune_katib
 from components.validate_data.component import validate_data
+from pipelines import resilience
 
 # What each task requests (CPU cores, memory) and its memory limit. Measured on the Bikeshare
 # data (peak RSS of the task's process tree) and on 1M rows (Bikeshare x 116), with headroom:
@@ -58,6 +59,7 @@ SPLITS = ("train", "eval_data", "holdout")
 
 def _sized(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
     cpu, memory, memory_limit = RESOURCES[name]
+    resilience.apply(task, name)  # retries and a deadline for the tasks that touch the network
     return task.set_cpu_request(cpu).set_memory_request(memory).set_memory_limit(memory_limit)
 
 
