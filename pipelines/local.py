@@ -18,7 +18,7 @@ from pathlib import Path
 
 from kfp import local
 from kfp.local import docker_task_handler, logging_utils
-from kfp.local.orchestrator import orchestrator_utils
+from kfp.local.orchestrator import orchestrator_utils, task_executor
 
 # Quiet mode (see init_docker): where task logs go, and how many lines a failure shows.
 _QUIET: dict = {}
@@ -175,19 +175,42 @@ def _resolve_artifact_oneof() -> None:
     )
 
 
+_KFP_EXECUTE_SINGLE_TASK = task_executor.execute_single_task
+
+
+def _execute_once(task_name, task_spec, *args, **kwargs):
+    """kfp.local's task executor with the task's retry policy cleared: locally a task runs once.
+
+    The pipelines' retry policies (pipelines/resilience.py) are for a cluster's transient
+    failures (a pod evicted, an endpoint restarting). kfp.local 2.17 honours them with the
+    same back-off, so a task that fails for a reason a rerun cannot change (a bad snapshot, a
+    refused model) would run 3 more times over 3.5 minutes before the run reports it. The
+    compiled YAML keeps the policies (tests/test_resilience.py)."""
+    if task_spec.HasField("retry_policy"):
+        task_spec = type(task_spec).FromString(task_spec.SerializeToString())
+        task_spec.ClearField("retry_policy")
+    return _KFP_EXECUTE_SINGLE_TASK(task_name, task_spec, *args, **kwargs)
+
+
+def _local_semantics() -> None:
+    _resolve_artifact_oneof()
+    task_executor.execute_single_task = _execute_once
+
+
 def init_docker(
     pipeline_root: str | os.PathLike, quiet: bool = False, stream=None, **container_run_args
 ) -> Path:
     """``kfp.local.init`` with ``DockerRunner``; extra args go to ``docker run`` (e.g. network_mode).
 
-    Also makes DockerRunner report a failed task as failed (see :func:`_run_container`) and
-    kfp.local resolve ``dsl.OneOf`` of artifacts (see :func:`_dag_output_artifacts`).
+    Also makes DockerRunner report a failed task as failed (see :func:`_run_container`),
+    kfp.local resolve ``dsl.OneOf`` of artifacts (see :func:`_dag_output_artifacts`) and run
+    each task once (see :func:`_execute_once`).
     ``quiet``: each task's output goes to a log file in the run folder, kfp.local's own
     lines to ``<pipeline root>/kfp-local.log``, and ``stream`` (stdout) gets one line per
     task; a failing task's last lines are shown with the path of its full log.
     """
     docker_task_handler.run_docker_container = _run_container
-    _resolve_artifact_oneof()
+    _local_semantics()
     root = prepare_pipeline_root(pipeline_root)
     _QUIET.clear()
     if quiet:
@@ -207,8 +230,8 @@ _KFP_HORIZONTAL_LINE = logging_utils.print_horizontal_line
 
 def init_subprocess(pipeline_root: str | os.PathLike) -> Path:
     """``kfp.local.init`` with ``SubprocessRunner`` in the current interpreter (fast tests);
-    ``dsl.OneOf`` of artifacts resolved as with :func:`init_docker`."""
-    _resolve_artifact_oneof()
+    ``dsl.OneOf`` of artifacts resolved and each task run once, as with :func:`init_docker`."""
+    _local_semantics()
     root = prepare_pipeline_root(pipeline_root)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
     return root
