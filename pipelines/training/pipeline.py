@@ -34,7 +34,7 @@ from pipelines import resilience
 # No CPU limits: a task may use idle cores; memory limits stop a runaway task, not the node.
 RESOURCES = {
     "ingest": ("500m", "1Gi", "4Gi"),
-    # Feast's import and DuckDB's join: 0.4 GiB for a Bikeshare split.
+    # Feast's import and its DuckDB join: 0.31 GB peak RSS at 10k examples (bench/point_in_time.py).
     "feature-join": ("500m", "1Gi", "2Gi"),
     "validate": ("1", "2Gi", "4Gi"),
     "data-gate": ("100m", "256Mi", "512Mi"),

@@ -9,6 +9,7 @@ import os
 import shutil
 import uuid
 
+import mlflow
 import pandas as pd
 import pytest
 
@@ -80,29 +81,5 @@ def test_training_from_the_feature_store_joins_validates_and_records_the_view_ve
     assert model["data_sha256"] == arts[("feature-join", "joined")].metadata["sha256"]
     (version,) = Registry(tracking_uri).versions(name)
     assert version.lineage["feature_view_versions"] == versions
-    import mlflow
-
     tags = mlflow.MlflowClient(tracking_uri).get_model_version(name, version.version).tags
     assert tags[f"{LINEAGE_PREFIX}feature_view_versions"] == versions
-
-
-def test_a_store_uri_that_is_not_a_materialize_output_fails_the_join_naming_it(
-    built_images, local_pipeline_root, bikeshare_csv, run_training, capfd
-):
-    entities = local_pipeline_root / "entities.parquet"
-    local_features.entity_table(bikeshare_csv).to_parquet(entities)
-    not_a_store = local_pipeline_root / "not-a-store"
-    not_a_store.mkdir()
-    local_run.init_docker(local_pipeline_root, network_mode="host")
-    with pytest.raises(RuntimeError, match="Inner task failed.*feature-join"):
-        run_training(
-            source_uri=str(entities),
-            time_column="event_timestamp",
-            feature_store_uri=str(not_a_store),
-            search_space=small_search(max_trials=2, parallel_trials=1),
-        )
-    out = capfd.readouterr()
-    assert "no materialize.json (give materialize's feature_store output)" in out.out + out.err
-    run_dir = local_run.latest_run(local_pipeline_root, "loopline-training")
-    # Nothing after the join ran but the exit handler.
-    assert local_run.ran_tasks(run_dir) <= {"find-champion", "ingest-2", "settle"}

@@ -144,3 +144,18 @@ def test_examples_without_time_or_label_are_refused_naming_it(year, tmp_path):
         executor.feature_join(
             str(tmp_path / "y.parquet"), str(store_dir), str(tmp_path / "j"), str(tmp_path / "r")
         )
+
+
+def test_a_store_that_is_not_materializes_output_is_refused_naming_it(year, tmp_path):
+    # The training pipeline's feature_store_uri pointing at anything else: named, no join.
+    _, flat = year
+    flat.iloc[:10].to_parquet(tmp_path / "x.parquet", index=False)
+    (tmp_path / "not-a-store").mkdir()
+    with pytest.raises(fs.FeatureStoreError, match=r"not-a-store: no materialize.json \(give"):
+        executor.feature_join(
+            str(tmp_path / "x.parquet"),
+            str(tmp_path / "not-a-store"),
+            str(tmp_path / "j"),
+            str(tmp_path / "r"),
+        )
+    assert not (tmp_path / "j").exists()
