@@ -45,6 +45,9 @@ CALL_SITES = {
 # KServeDeployment's, plus this read.
 OPERATOR_CALL_SITES = {
     ("components/cli/rollout.py", "get_namespaced_custom_object"): "the operator's kube config",
+    ("components/cli/cleanup.py", "list_namespaced_custom_object"): (
+        "loopline cleanup -n: the InferenceServices' storage URIs, with the operator's kube config"
+    ),
 }
 
 # push, rollout and settle (KServeDeployment, components/lib/inferenceservice.py)
