@@ -278,7 +278,12 @@ def test_the_configuration_resolves_in_the_feature_servers_environment():
     service = objects[("Service", host)]
     assert int(port) in [p["port"] for p in service["spec"]["ports"]]
     assert matches({"matchLabels": service["spec"]["selector"]}, _labels(redis))
-    assert options == ["password=${REDIS_PASSWORD}"]
+    # The password from the Secret, and redis-py's timeouts (components/lib/network.py).
+    assert options == [
+        "password=${REDIS_PASSWORD}",
+        "socket_connect_timeout=5",
+        "socket_timeout=5",
+    ]
     # The server reads the ConfigMap where its --chdir points.
     argv = command_line(feast, NAMESPACE)
     assert argv[:4] == ["feast", "--chdir", "/etc/feast", "serve"]
