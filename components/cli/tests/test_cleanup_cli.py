@@ -17,6 +17,7 @@ import pytest
 
 from components.cli import main as cli_main
 from components.cli import rollout as cli_rollout
+from components.cli.tests.invoke import run
 from components.lib import capture_layout as layout
 from components.lib.deployment import ModelRef
 from components.lib.inferenceservice import KServeDeployment
@@ -24,12 +25,6 @@ from components.lib.registry import Registry
 from tests.fake_kserve import FakeKServe
 
 NS = "team-a"
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli_main.main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _keys(client, bucket: str) -> set[str]:

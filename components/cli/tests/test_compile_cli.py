@@ -15,6 +15,7 @@ from kfp import components as kfp_components
 
 from components import _images
 from components.cli import main as cli_main
+from components.cli.tests.invoke import failed_with
 from pipelines import compile as compile_mod
 
 pytestmark = pytest.mark.unit
@@ -30,16 +31,6 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     code = cli_main.main(["compile", *argv])
     out = capsys.readouterr()
     return code, out.out, out.err
-
-
-def failed_with(result, *needles: str) -> str:
-    code, out, err = result
-    assert code == 1, result
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("loopline: error: "), err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

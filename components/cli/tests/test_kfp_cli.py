@@ -12,6 +12,7 @@ import os
 import pytest
 
 from components.cli import main as cli_main
+from components.cli.tests.invoke import run
 from components.lib import kfp_api
 from tests.fake_kfp import FakeKFP
 
@@ -42,12 +43,6 @@ def typed_package(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("typed") / "typed.yaml"
     compiler.Compiler().compile(typed, package_path=str(path))
     return str(path)
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli_main.main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def failed_with(result: tuple[int, str, str], *needles: str) -> str:

@@ -10,27 +10,12 @@ import sys
 import pandas as pd
 import pytest
 
-from components.cli import main as cli_main
+from components.cli.tests.invoke import failed_with, run
 from components.lib import window
 
 pytestmark = pytest.mark.unit
 
 BUCKET = "labels-cli"
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli_main.main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def failed_with(result, *needles: str) -> None:
-    code, out, err = result
-    assert code == 1, result
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("loopline: error: "), err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
 
 
 @pytest.fixture(scope="module")
