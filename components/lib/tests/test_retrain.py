@@ -370,11 +370,14 @@ def test_two_concurrent_monitoring_runs_trigger_at_most_one_retrain(registry, tr
 @mlflow
 def test_without_the_lock_the_same_race_triggers_twice(registry, tracking_uri):
     """The control: through MLflow's API alone both racers decide on the same log and both
-    trigger (and write the same sequence number: one record overwrites the other)."""
+    trigger (and write the same sequence number: one record overwrites the other, or the
+    tracking server refuses the second write of that tag)."""
     name = _model(registry, "monitor-race-nolock")
     _window(registry, name, "day-1")
     out = _race(tracking_uri, name, ["day-2a", "day-2b"], hold=1.0, use_lock=False)
+    assert all(isinstance(r, dict) for r in out.values()), out
     assert [r["retrain"] for r in out.values()] == [True, True], out
+    assert sum("write_error" in r for r in out.values()) <= 1, out
     assert len(registry.monitoring_log(name)) == 2  # two decisions, one record left
 
 
