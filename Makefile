@@ -130,10 +130,9 @@ FEATURES_TESTS := $(wildcard components/*/tests/test_features_*.py)
 
 .PHONY: test
 test: setup system images lint ## Run every test: unit, kfp.local SubprocessRunner, DockerRunner end to end, TFDV, tuner and Feast envs
-	$(BIN)/python -m pytest $(addprefix --ignore=,$(TFDV_TESTS) $(TUNER_TESTS) $(FEATURES_TESTS)) $(PYTEST_ARGS)
-	$(TUNER_VENV)/bin/python -m pytest -p no:cacheprovider $(TUNER_TESTS) $(PYTEST_ARGS)
-	$(FEATURES_VENV)/bin/python -m pytest -p no:cacheprovider $(FEATURES_TESTS) $(PYTEST_ARGS)
-	TF_CPP_MIN_LOG_LEVEL=3 $(TFDV_VENV)/bin/python -m pytest -p no:cacheprovider -W ignore $(TFDV_TESTS) $(PYTEST_ARGS)
+	TUNER_TESTS="$(TUNER_TESTS)" FEATURES_TESTS="$(FEATURES_TESTS)" TFDV_TESTS="$(TFDV_TESTS)" \
+	  tests/run_suites.sh .build/test-logs $(BIN)/python $(TUNER_VENV)/bin/python \
+	  $(FEATURES_VENV)/bin/python $(TFDV_VENV)/bin/python $(PYTEST_ARGS)
 
 .PHONY: demo
 demo: $(STAMP)/venv $(STAMP)/venv-mlflow $(STAMP)/venv-serving system images ## The whole loop locally on the Bikeshare data, every task in its container

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -172,3 +173,43 @@ def run_training(tracking_uri):
         return training_pipeline(**kwargs)
 
     return run
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedRun:
+    """A training pipeline run in the images: its pipeline root, run folder and model name."""
+
+    root: Path
+    run_dir: Path
+    model_name: str
+
+
+@pytest.fixture(scope="session")
+def january_to_june_run(built_images, tracking_uri, s3_store, tmp_path_factory) -> TrainedRun:
+    """The training pipeline in the images (DockerRunner) on January to June 2011, as a
+    dashboard user starts it: only ``source_uri`` set, every other parameter at the compiled
+    pipeline's default (the bundled search space: 20 trials) but the registry, which is the
+    session's MLflow server (the default names the cluster's in-namespace service), the model
+    name (the session's own) and ``serving_target="none"``. Version 1 of that name is its
+    champion. One run for the session: the validation gate's clean control asserts on it and
+    the continuous-training tests start from its champion. The containers get the S3
+    endpoint's credentials (the continuous-training pipeline reads captured traffic)."""
+    import uuid
+
+    from pipelines import local as local_run
+    from pipelines.training.pipeline import training_pipeline
+    from tests import corpus
+
+    root = tmp_path_factory.mktemp("january-to-june") / "pipeline_root"
+    root.mkdir()
+    root.chmod(0o1777)
+    local_run.init_docker(root, network_mode="host", environment=dict(s3_store.credentials))
+    source = corpus.build_control(corpus.CONTROLS_BY_NAME["january_to_june"], root)
+    name = f"e2e-jan-{uuid.uuid4().hex[:6]}"
+    training_pipeline(
+        source_uri=str(source),
+        mlflow_tracking_uri=tracking_uri,
+        model_name=name,
+        serving_target="none",
+    )
+    return TrainedRun(root, local_run.latest_run(root, "loopline-training"), name)

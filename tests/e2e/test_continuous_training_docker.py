@@ -4,15 +4,14 @@ period does not retrain (the nested training pipeline's tasks never run); a drif
 decayed window does (they run, and register a version); the same window judged again by
 another run does not retrain twice.
 
-One champion (the training pipeline on January to June) and one capture are shared by the
-module's tests, which run in order.
+One champion (the session's training pipeline run on January to June, tests/fixtures.py) and
+one capture are shared by the module's tests, which run in order.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import uuid
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -21,13 +20,10 @@ import pytest
 from components.lib.registry import Registry
 from pipelines import local as local_run
 from pipelines.continuous_training.pipeline import continuous_training_pipeline
-from pipelines.training.pipeline import training_pipeline
-from tests import corpus
 from tests.fixtures import small_search
 
 pytestmark = [pytest.mark.docker, pytest.mark.mlflow]
 
-NAME = f"e2e-ct-{uuid.uuid4().hex[:6]}"
 BUCKET = "e2e-ct"
 CAPTURE = f"s3://{BUCKET}/predictions"
 CT = "loopline-continuous-training"
@@ -46,27 +42,19 @@ def event_times(rows: pd.DataFrame) -> pd.Series:
 
 
 @pytest.fixture(scope="module")
-def loop(built_images, tmp_path_factory, tracking_uri, s3_store, s3_server, bikeshare_csv):
-    """The champion (version 1, trained on January to June), the year's snapshot in the run
-    root, and the traffic it served captured by the serving writer: January to April (its
-    training period) and August, with labels for August."""
+def loop(january_to_june_run, tracking_uri, s3_store, s3_server, bikeshare_csv):
+    """The champion (version 1 of the session's ``january_to_june_run``, trained on January
+    to June), the year's snapshot in that run's root, and the traffic it served captured by
+    the serving writer: January to April (its training period) and August, with labels for
+    August."""
     from components.lib import capture_layout, window
     from components.serving.capture import Capture
 
-    root = tmp_path_factory.mktemp("ct-root")
-    credentials = {k: s3_store.credentials[k] for k in s3_store.credentials}
-    local_run.init_docker(root, network_mode="host", environment=credentials)
-    source = corpus.build_control(corpus.CONTROLS_BY_NAME["january_to_june"], root)
-    training_pipeline(
-        source_uri=str(source),
-        search_space=small_search(max_trials=3, parallel_trials=1),
-        model_name=NAME,
-        mlflow_tracking_uri=tracking_uri,
-        serving_target="none",
-    )
+    root, name = january_to_june_run.root, january_to_june_run.model_name
+    local_run.init_docker(root, network_mode="host", environment=dict(s3_store.credentials))
     registry = Registry(tracking_uri)
-    assert registry.champion(NAME).version == "1"
-    model = registry.load_model(NAME, "1", str(root / "v1"))
+    assert registry.champion(name).version == "1"
+    model = registry.load_model(name, "1", str(root / "v1"))
     snapshot = root / "bikeshare-2011.csv"
     shutil.copy(bikeshare_csv, snapshot)
 
@@ -78,7 +66,7 @@ def loop(built_images, tmp_path_factory, tracking_uri, s3_store, s3_server, bike
         "train": data[(times < pd.Timestamp("2011-05-01", tz="UTC")).to_numpy()],
         "aug": data[(data["mnth"] == "Aug").to_numpy()],
     }
-    capture = Capture(uri=CAPTURE, endpoint=s3_server, model_name=NAME, model_version="1")
+    capture = Capture(uri=CAPTURE, endpoint=s3_server, model_name=name, model_version="1")
     for tag, rows in parts.items():
         capture.record(
             {c: rows[c].tolist() for c in INPUTS},
@@ -92,12 +80,12 @@ def loop(built_images, tmp_path_factory, tracking_uri, s3_store, s3_server, bike
     labels = pd.DataFrame(
         {"request_id": [f"aug-{i}" for i in parts["aug"].index], "label": parts["aug"]["bikers"].astype(float)}
     )  # fmt: skip
-    window.write_labels(client, BUCKET, capture_layout.labels_prefix("predictions"), NAME, labels)
-    return root, snapshot, tracking_uri, s3_server
+    window.write_labels(client, BUCKET, capture_layout.labels_prefix("predictions"), name, labels)
+    return root, snapshot, tracking_uri, s3_server, name
 
 
 def monitor(loop, window_end: str, window_hours: int):
-    root, snapshot, tracking_uri, s3_server = loop
+    root, snapshot, tracking_uri, s3_server, name = loop
     continuous_training_pipeline(
         source_uri=str(snapshot),
         capture_uri=CAPTURE,
@@ -109,7 +97,7 @@ def monitor(loop, window_end: str, window_hours: int):
         search_space=small_search(max_trials=3, parallel_trials=1),
         s3_endpoint=s3_server,
         s3_secure=False,
-        model_name=NAME,
+        model_name=name,
         mlflow_tracking_uri=tracking_uri,
         serving_target="none",
     )
@@ -136,7 +124,7 @@ def test_the_training_period_does_not_retrain(loop):
 
 
 def test_a_drifted_decayed_window_retrains_through_the_nested_training_pipeline(loop):
-    _, _, tracking_uri, _ = loop
+    _, _, tracking_uri, _, name = loop
     run_dir, result = monitor(loop, "2011-09-01T00:00Z", 24 * 31)
     assert result["signals"]["drift"] and result["signals"]["decay"]
     assert result["realized"]["degraded"] and result["labeled"] == result["rows"] > 700
@@ -148,17 +136,17 @@ def test_a_drifted_decayed_window_retrains_through_the_nested_training_pipeline(
         r for r in local_run.run_artifacts(run_dir) if r.task == "ingest" and r.name == "train"
     ]
     assert ingested and ingested[0].metadata["rows"] > 3500
-    versions = {v.version: v for v in Registry(tracking_uri).versions(NAME)}
+    versions = {v.version: v for v in Registry(tracking_uri).versions(name)}
     assert "2" in versions and versions["2"].state in ("staging", "rejected")
-    log = Registry(tracking_uri).monitoring_log(NAME)
+    log = Registry(tracking_uri).monitoring_log(name)
     assert [r.retrain for r in log] == [False, True]
 
 
 def test_the_same_window_judged_again_does_not_retrain_twice(loop):
-    _, _, tracking_uri, _ = loop
+    _, _, tracking_uri, _, name = loop
     run_dir, result = monitor(loop, "2011-09-01T00:00Z", 24 * 31)
     assert result["should_retrain"] is False and not result["recorded_by_this_run"]
     assert "already judged" in result["reason"]
     assert not (TRAINING_ONLY & local_run.ran_tasks(run_dir))
-    assert len(Registry(tracking_uri).monitoring_log(NAME)) == 2
-    assert len(Registry(tracking_uri).versions(NAME)) == 2
+    assert len(Registry(tracking_uri).monitoring_log(name)) == 2
+    assert len(Registry(tracking_uri).versions(name)) == 2

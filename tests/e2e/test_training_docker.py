@@ -62,22 +62,36 @@ def _image_revision(image: str) -> str:
     ).stdout.strip()
 
 
-def test_training_pipeline_in_containers_is_reproducible(
-    built_images, local_pipeline_root, bikeshare_csv, run_training
+def test_training_pipeline_in_containers_is_reproducible_from_a_file_and_from_s3(
+    built_images, local_pipeline_root, bikeshare_csv, s3_server, s3_client, run_training
 ):
-    """Two runs on the same snapshot: the same data, transform and model, byte for byte."""
-    # The container sees only the pipeline root: put the snapshot there.
+    """Two runs on the same snapshot, the first reading it from a file, the second from S3
+    inside the container (the session's S3 endpoint, credentials from the environment): the
+    same data, transform and model, byte for byte."""
+    # The container sees only the pipeline root: put the snapshot there, and in a bucket.
     snapshot = local_pipeline_root / "bikeshare.csv"
     shutil.copy(bikeshare_csv, snapshot)
-    local_run.init_docker(local_pipeline_root, network_mode="host")
+    s3_client.make_bucket("docker-e2e")
+    data = bikeshare_csv.read_bytes()
+    s3_client.put_object("docker-e2e", "bikeshare.csv", io.BytesIO(data), len(data))
+    creds = {k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    local_run.init_docker(local_pipeline_root, network_mode="host", environment=creds)
     search = small_search(max_trials=3, parallel_trials=1)
 
     first = _run_training(
         run_training, local_pipeline_root, str(snapshot), None, search_space=search
     )
     second = _run_training(
-        run_training, local_pipeline_root, str(snapshot), None, search_space=search
+        run_training,
+        local_pipeline_root,
+        "s3://docker-e2e/bikeshare.csv",
+        None,
+        search_space=search,
+        s3_endpoint=s3_server,
+        s3_secure=False,
     )
+    assert second[("ingest", "train")].metadata["source_uri"] == "s3://docker-e2e/bikeshare.csv"
+    assert first[("ingest", "train")].metadata["source_uri"] == str(snapshot)
 
     def hashes(arts):
         return {
@@ -97,6 +111,7 @@ def test_training_pipeline_in_containers_is_reproducible(
         first[("train", "model")].metadata["params"]
         == second[("train", "model")].metadata["params"]
     )
+    assert second[("ingest", "train")].metadata["rows"] == 6034
     rows = sum(first[("ingest", n)].metadata["rows"] for n in ("train", "eval_data", "holdout"))
     assert rows == 8645
     # It ran in the image: files belong to the image's user, and the model's lineage carries the
@@ -104,27 +119,6 @@ def test_training_pipeline_in_containers_is_reproducible(
     assert os.stat(first[("ingest", "train")].uri).st_uid == 1000
     model = first[("train", "model")].metadata
     assert model["code_revision"] == _image_revision(built_images["pipeline"]) != "unknown"
-
-
-def test_s3_snapshot_read_from_inside_the_container(
-    built_images, local_pipeline_root, bikeshare_csv, s3_server, s3_client, run_training
-):
-    s3_client.make_bucket("docker-e2e")
-    data = bikeshare_csv.read_bytes()
-    s3_client.put_object("docker-e2e", "bikeshare.csv", io.BytesIO(data), len(data))
-    creds = {k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    local_run.init_docker(local_pipeline_root, network_mode="host", environment=creds)
-
-    arts = _run_training(
-        run_training,
-        local_pipeline_root,
-        "s3://docker-e2e/bikeshare.csv",
-        s3_endpoint=s3_server,
-        s3_secure=False,
-        search_space=small_search(),
-    )
-    assert arts["train"].metadata["source_uri"] == "s3://docker-e2e/bikeshare.csv"
-    assert arts["train"].metadata["rows"] == 6034
 
 
 def test_bad_snapshot_fails_the_run_with_the_cause(

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from components.data_gate import executor as gate
 from components.ingest import executor as ingest
 from components.validate_data import executor, policy, schema
 from tests import corpus
@@ -101,6 +102,12 @@ def test_corpus_batch_is_caught_on_the_right_column(case, tmp_path):
         a["column"] == case.column and a["kind"] == case.expect for a in summary["anomalies"]
     )
     assert f"<b>{case.column}</b>" in (tmp_path / "report.html").read_text()
+    # The data gate reads these outputs in the next task and stops the batch naming the
+    # split, the column and the kind (the container pipeline runs this for a few cases:
+    # tests/e2e/test_validation_gate_docker.py).
+    with pytest.raises(gate.DataRejected) as stopped:
+        gate.check(True, str(tmp_path / "anomalies"))
+    assert f"split 'train', column '{case.column}': {case.expect}" in str(stopped.value)
 
 
 def test_training_serving_skew_is_reported_against_training_statistics(clean_splits, tmp_path):
