@@ -129,14 +129,15 @@ TUNER_TESTS := $(wildcard components/*/tests/test_tuner_*.py)
 FEATURES_TESTS := $(wildcard components/*/tests/test_features_*.py)
 
 # The set-up of `test` and `demo`: first the system packages and the engine (apt-get, one at a
-# time), then venvs, images and lint three at a time (pip installs and image builds are
-# CPU-bound: the six venvs from scratch took 3.4 min so, 6.6 min one after another).
+# time), then three steps at a time: the image builds (one after another) beside the venvs
+# and lint. pip installs and image builds are CPU-bound: the six venvs from scratch took
+# 3.4 min three at a time, 6.6 min one after another.
 SETUP_JOBS ?= 3
 
 .PHONY: test
 test: ## Run every test: unit, kfp.local SubprocessRunner, DockerRunner end to end, TFDV, tuner and Feast envs
 	@$(MAKE) --no-print-directory system engine
-	@$(MAKE) --no-print-directory -j$(SETUP_JOBS) setup images lint
+	@$(MAKE) --no-print-directory -j$(SETUP_JOBS) images setup lint
 	TUNER_TESTS="$(TUNER_TESTS)" FEATURES_TESTS="$(FEATURES_TESTS)" TFDV_TESTS="$(TFDV_TESTS)" \
 	  tests/run_suites.sh .build/test-logs $(BIN)/python $(TUNER_VENV)/bin/python \
 	  $(FEATURES_VENV)/bin/python $(TFDV_VENV)/bin/python $(PYTEST_ARGS)
@@ -144,7 +145,7 @@ test: ## Run every test: unit, kfp.local SubprocessRunner, DockerRunner end to e
 .PHONY: demo
 demo: ## The whole loop locally on the Bikeshare data, every task in its container
 	@$(MAKE) --no-print-directory system engine
-	@$(MAKE) --no-print-directory -j$(SETUP_JOBS) $(STAMP)/venv $(STAMP)/venv-mlflow $(STAMP)/venv-serving images
+	@$(MAKE) --no-print-directory -j$(SETUP_JOBS) images $(STAMP)/venv $(STAMP)/venv-mlflow $(STAMP)/venv-serving
 	$(BIN)/python examples/bikeshare/demo.py --pipeline-root $(PIPELINE_ROOT)
 
 .PHONY: clean
