@@ -503,23 +503,32 @@ class FakeKFP:
             raise ApiError(404, f"Not found: experiment {eid}")
         return self.experiments[eid]
 
-    # ------------------------------------------------------------------ recurring runs
-    def _create_run(self, body, **_):
-        body = body or {}
+    # ------------------------------------------------------------------ runs, both kinds
+    def _named_run_experiment(self, body: dict, what: str) -> dict:
+        """The experiment a run or recurring run is created in; 400 without a display name,
+        404 for an unknown experiment."""
         if not body.get("display_name"):
-            raise ApiError(400, "Invalid input error: the recurring run needs a display_name")
+            raise ApiError(400, f"Invalid input error: the {what} needs a display_name")
         experiment = self.experiments.get(body.get("experiment_id") or "")
         if experiment is None:
             raise ApiError(404, f"Not found: experiment {body.get('experiment_id')!r}")
+        return experiment
+
+    def _check_version_reference(self, ref: dict) -> None:
+        """404 unless the pipeline version exists (and belongs to the pipeline, if named)."""
+        version = self.versions.get(ref.get("pipeline_version_id") or "")
+        if version is None or (
+            ref.get("pipeline_id") and version["pipeline_id"] != ref["pipeline_id"]
+        ):
+            raise ApiError(404, f"Not found: pipeline version {ref.get('pipeline_version_id')!r}")
+
+    # ------------------------------------------------------------------ recurring runs
+    def _create_run(self, body, **_):
+        body = body or {}
+        experiment = self._named_run_experiment(body, "recurring run")
         ref = body.get("pipeline_version_reference") or {}
         if ref:
-            version = self.versions.get(ref.get("pipeline_version_id") or "")
-            if version is None or (
-                ref.get("pipeline_id") and version["pipeline_id"] != ref["pipeline_id"]
-            ):
-                raise ApiError(
-                    404, f"Not found: pipeline version {ref.get('pipeline_version_id')!r}"
-                )
+            self._check_version_reference(ref)
         elif not body.get("pipeline_spec"):
             raise ApiError(
                 400, "Invalid input error: neither a pipeline version nor a pipeline spec"
@@ -607,11 +616,7 @@ class FakeKFP:
     # ------------------------------------------------------------------ runs
     def _create_one_run(self, body, **_):
         body = body or {}
-        if not body.get("display_name"):
-            raise ApiError(400, "Invalid input error: the run needs a display_name")
-        experiment = self.experiments.get(body.get("experiment_id") or "")
-        if experiment is None:
-            raise ApiError(404, f"Not found: experiment {body.get('experiment_id')!r}")
+        experiment = self._named_run_experiment(body, "run")
         ref = body.get("pipeline_version_reference") or {}
         if bool(ref) == bool(body.get("pipeline_spec")):
             raise ApiError(
@@ -619,13 +624,7 @@ class FakeKFP:
                 "Invalid input error: exactly one of pipeline_spec and pipeline_version_reference",
             )
         if ref:
-            version = self.versions.get(ref.get("pipeline_version_id") or "")
-            if version is None or (
-                ref.get("pipeline_id") and version["pipeline_id"] != ref["pipeline_id"]
-            ):
-                raise ApiError(
-                    404, f"Not found: pipeline version {ref.get('pipeline_version_id')!r}"
-                )
+            self._check_version_reference(ref)
         now = _now()
         run = {
             **{k: v for k, v in body.items() if v is not None},

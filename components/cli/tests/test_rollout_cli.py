@@ -15,6 +15,8 @@ import pytest
 
 from components.cli import main as cli_main
 from components.cli import rollout as cli_rollout
+from components.cli.tests import invoke
+from components.cli.tests.invoke import run
 from components.lib import rollout
 from components.lib.deployment import ModelRef
 from components.lib.inferenceservice import KServeDeployment
@@ -28,20 +30,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)
 LOOPLINE = [sys.executable, "-m", "components.cli"]
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli_main.main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def failed_with(result: tuple[int, str, str], *needles: str) -> None:
-    code, out, err = result
-    assert code == 1, result
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("loopline: error: "), err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    assert out == ""
+    """invoke.failed_with, and nothing on stdout."""
+    invoke.failed_with(result, *needles)
+    assert result[1] == ""
 
 
 @pytest.fixture

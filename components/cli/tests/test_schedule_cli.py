@@ -10,6 +10,8 @@ import os
 import pytest
 
 from components.cli import main as cli_main
+from components.cli.tests import invoke
+from components.cli.tests.invoke import failed_with
 from components.lib import kfp_api
 from components.lib import schedule as lib
 from tests.fake_kfp import FakeKFP
@@ -36,19 +38,8 @@ def kfp(monkeypatch):
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli_main.main(["schedule", *argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def failed_with(result: tuple[int, str, str], *needles: str) -> str:
-    code, out, err = result
-    assert code == 1, result
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("loopline: error: "), err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
+    """``loopline schedule ARGV...``."""
+    return invoke.run(capsys, "schedule", *argv)
 
 
 def schedule(capsys, fake: FakeKFP, *extra: str, job: str = "ct-nightly"):
