@@ -135,9 +135,13 @@ def docker_run(image: str, *args: str) -> str:
 @pytest.fixture
 def local_pipeline_root(tmp_path) -> Path:
     """A pipeline root that the images' non-root user (uid 1000) can write to."""
-    root = tmp_path / "pipeline_root"
+    return _pipeline_root(tmp_path)
+
+
+def _pipeline_root(folder: Path) -> Path:
+    root = folder / "pipeline_root"
     root.mkdir()
-    root.chmod(0o1777)
+    root.chmod(0o1777)  # the images' non-root user (uid 1000) writes there
     return root
 
 
@@ -200,9 +204,7 @@ def january_to_june_run(built_images, tracking_uri, s3_store, tmp_path_factory) 
     from pipelines.training.pipeline import training_pipeline
     from tests import corpus
 
-    root = tmp_path_factory.mktemp("january-to-june") / "pipeline_root"
-    root.mkdir()
-    root.chmod(0o1777)
+    root = _pipeline_root(tmp_path_factory.mktemp("january-to-june"))
     local_run.init_docker(root, network_mode="host", environment=dict(s3_store.credentials))
     source = corpus.build_control(corpus.CONTROLS_BY_NAME["january_to_june"], root)
     name = f"e2e-jan-{uuid.uuid4().hex[:6]}"

@@ -138,15 +138,20 @@ def test_the_unit_tests_cover_every_alert():
     assert tested == {rule["alert"] for rule in alerts()}
 
 
-def test_the_unit_tests_fail_when_an_alert_would_not_fire(tmp_path):
-    # promtool test really compares: raise the error-rate threshold above 10% and the test
-    # file fails.
-    text = RULES.read_text().replace(") > 0.05\n", ") > 0.5\n")
+def _rule_tests_on(text: str, tmp_path):
+    """promtool's unit tests of the rules, run on ``text`` (a changed copy of the rules)."""
     assert text != RULES.read_text()
     (tmp_path / "tests").mkdir()
     (tmp_path / "loopline-rules.yaml").write_text(text)
     (tmp_path / "tests" / RULE_TESTS.name).write_text(RULE_TESTS.read_text())
-    result = promtool("test", "rules", RULE_TESTS.name, cwd=tmp_path / "tests")
+    return promtool("test", "rules", RULE_TESTS.name, cwd=tmp_path / "tests")
+
+
+def test_the_unit_tests_fail_when_an_alert_would_not_fire(tmp_path):
+    # promtool test really compares: raise the error-rate threshold above 10% and the test
+    # file fails.
+    text = RULES.read_text().replace(") > 0.05\n", ") > 0.5\n")
+    result = _rule_tests_on(text, tmp_path)
     assert result.returncode != 0
     assert "LooplineHighServerErrorRate" in result.stdout + result.stderr
 
@@ -427,11 +432,7 @@ def test_the_recurring_run_unit_test_fails_when_error_runs_are_ignored(tmp_path)
     # Argo ends a Workflow in Error (not Failed) when it could not run a step at all; a rule
     # that looks at Failed only misses the `hourly` run in the unit test.
     text = RULES.read_text().replace('phase=~"Failed|Error"', 'phase="Failed"')
-    assert text != RULES.read_text()
-    (tmp_path / "tests").mkdir()
-    (tmp_path / "loopline-rules.yaml").write_text(text)
-    (tmp_path / "tests" / RULE_TESTS.name).write_text(RULE_TESTS.read_text())
-    result = promtool("test", "rules", RULE_TESTS.name, cwd=tmp_path / "tests")
+    result = _rule_tests_on(text, tmp_path)
     assert result.returncode != 0
     assert "LooplineRecurringRunFailed" in result.stdout + result.stderr
     assert "hourly" in result.stdout + result.stderr
